@@ -1,0 +1,178 @@
+"""The process settings: read once from `DEER_*` variables (and `.env`), validated, frozen."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+from urllib.parse import urlsplit, urlunsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_PREFIX: Final = "DEER_"
+MIB: Final = 1024 * 1024
+
+
+class SettingsError(Exception):
+    """A setting is wrong; the message names the variable and is safe to print."""
+
+
+class Settings(BaseSettings):
+    """Everything the process reads from its environment. Frozen after validation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        hide_input_in_errors=True,
+    )
+
+    env: Literal["development", "production"] = "development"
+    database_url: SecretStr | None = None
+    redis_url: SecretStr | None = None
+    search_url: SecretStr | None = None
+    data_dir: Path = Path("var")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    jwt_secret: SecretStr | None = None
+    timezone: str = "Asia/Shanghai"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["auto", "json", "text"] = "auto"
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    max_body_size: int = Field(default=MIB, ge=1024, le=1024 * MIB)
+    db_pool_min: int = Field(default=1, ge=0, le=100)
+    db_pool_max: int = Field(default=10, ge=1, le=500)
+    redis_pool_max: int = Field(default=50, ge=1, le=10_000)
+    embedded_pg_port: int | None = Field(default=None, ge=1, le=65535)
+    embedded_redis_port: int | None = Field(default=None, ge=1, le=65535)
+    shutdown_timeout: float = Field(default=10.0, gt=0, le=300)
+    auto_migrate: bool | None = None  # None: apply migrations at start when embedded
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)")
+        return value
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("postgres", "postgresql", "asyncpg"):
+                raise ValueError("must be a postgresql:// URL (deer runs on PostgreSQL only)")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            scheme = urlsplit(value.get_secret_value()).scheme
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("search_url")
+    @classmethod
+    def _search_scheme(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and urlsplit(value.get_secret_value()).scheme not in ("http", "https"):
+            raise ValueError("must be an http:// or https:// URL of Elasticsearch")
+        return value
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_redis(self) -> bool:
+        return self.redis_url is None
+
+    @property
+    def migrate_at_start(self) -> bool:
+        return self.embedded_database if self.auto_migrate is None else self.auto_migrate
+
+    @property
+    def json_logs(self) -> bool:
+        if self.log_format == "auto":
+            return self.env == "production"
+        return self.log_format == "json"
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def with_values(self, **changes: Any) -> Settings:
+        """A copy with some values replaced (the engines fill in the URLs they started)."""
+        return self.model_copy(update=changes)
+
+    def described(self) -> dict[str, str]:
+        """The effective configuration for people: secrets and URL passwords masked."""
+        shown: dict[str, str] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if name == "jwt_secret":
+                text = "(set)" if value is not None else "(generated, kept in the data folder)"
+            elif isinstance(value, SecretStr):
+                text = mask_url(value.get_secret_value())
+            elif value is None:
+                text = "(embedded)" if name in ("database_url", "redis_url") else "(none)"
+            elif isinstance(value, tuple):
+                text = ",".join(value) or "(none)"
+            else:
+                text = str(value)
+            shown[ENV_PREFIX + name.upper()] = text
+        return shown
+
+
+def mask_url(url: str) -> str:
+    """The URL with its password replaced by `***`, safe for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    user = parts.username or ""
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment once; raise `SettingsError` naming the first wrong variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = str(error["loc"][0]) if error["loc"] else "?"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None
+
+
+def jwt_secret(settings: Settings) -> str:
+    """The configured secret, or one generated once and kept in the data folder."""
+    if settings.jwt_secret is not None:
+        return settings.jwt_secret.get_secret_value()
+    path = settings.data_dir / "jwt-secret"
+    if path.exists():
+        return path.read_text(encoding="utf-8").strip()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    value = secrets.token_urlsafe(48)
+    path.touch(mode=0o600)
+    path.write_text(value, encoding="utf-8")
+    return value

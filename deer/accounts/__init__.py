@@ -1,0 +1,1 @@
+"""Staff users, departments, roles and members (shoppers): identity and access."""

@@ -1,0 +1,60 @@
+"""The application factory: wiring only, no I/O until the app starts."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from config.settings import Settings
+from deer import cache, db, keys
+from deer.web import ops
+from deer.web.metrics import Metrics
+from deer.web.middlewares import (
+    access_middleware,
+    compression_middleware,
+    cors_middleware,
+    error_middleware,
+    request_id_middleware,
+)
+from deer.web.openapi import build_document
+
+log = logging.getLogger(__name__)
+
+
+async def database_context(app: web.Application) -> AsyncIterator[None]:
+    async with db.database(app[keys.SETTINGS]) as database:
+        app[keys.DATABASE] = database
+        app[keys.METRICS].watch_pool(database.pool)
+        yield
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    async with cache.redis_client(app[keys.SETTINGS]) as redis:
+        app[keys.REDIS] = redis
+        yield
+
+
+async def openapi_context(app: web.Application) -> AsyncIterator[None]:
+    app[ops.OPENAPI_KEY] = build_document(app)  # the router is frozen now: build it once
+    yield
+
+
+def create_app(settings: Settings) -> web.Application:
+    """Build the app. Resources open in its cleanup contexts, in dependency order."""
+    app = web.Application(
+        client_max_size=settings.max_body_size,
+        middlewares=[
+            request_id_middleware,
+            access_middleware,
+            compression_middleware,
+            cors_middleware(settings.cors_origins),
+            error_middleware,
+        ],
+    )
+    app[keys.SETTINGS] = settings
+    app[keys.METRICS] = Metrics()
+    app.cleanup_ctx.extend([database_context, redis_context, openapi_context])
+    ops.register(app)
+    return app

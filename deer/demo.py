@@ -1,0 +1,3 @@
+"""Placeholder, replaced below."""
+async def seed_demo(progress: bool = True) -> dict[str, int]:
+    return {}

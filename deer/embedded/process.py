@@ -1,0 +1,123 @@
+"""What both embedded servers share: ports, pid files, waiting for readiness, stopping."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import psutil
+
+READY_TIMEOUT: Final = 60.0
+STOP_TIMEOUT: Final = 30.0
+POLL_INTERVAL: Final = 0.05
+
+
+class EngineError(Exception):
+    """An embedded server cannot start or be reached; the message tells a person what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def ensure_port_free(port: int, variable: str, host: str = "127.0.0.1") -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            raise EngineError(
+                f"port {port} on {host} is taken by another program: "
+                f"stop it or set {variable} to a free port"
+            ) from None
+
+
+def port_answers(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def live_process(pid: int, marker: str) -> psutil.Process | None:
+    """The process `pid` if it is alive and its command line mentions `marker` (our folder)."""
+    try:
+        process = psutil.Process(pid)
+        if process.status() == psutil.STATUS_ZOMBIE:
+            return None
+        if any(marker in part for part in process.cmdline()):
+            return process
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+    return None
+
+
+def wait_until(
+    ready: Callable[[], bool],
+    child: subprocess.Popen[bytes] | None,
+    what: str,
+    log: Path,
+    timeout: float = READY_TIMEOUT,
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            raise EngineError(f"{what} exited at start (code {child.returncode}):\n{tail(log)}")
+        if ready():
+            return
+        time.sleep(POLL_INTERVAL)
+    raise EngineError(f"{what} did not become ready within {timeout:.0f} s:\n{tail(log)}")
+
+
+def stop_process(
+    process: psutil.Process,
+    child: subprocess.Popen[bytes] | None,
+    stop_signal: signal.Signals,
+    timeout: float = STOP_TIMEOUT,
+) -> None:
+    """Ask politely, wait, then kill; reap our own child so no zombie stays behind."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process.send_signal(stop_signal)
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+    if child is not None:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(5)
+
+
+def tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return f"(no log at {path})"
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def spawn(
+    command: list[str], log: Path, cwd: Path, user: str | None = None
+) -> subprocess.Popen[bytes]:
+    """Start a server in its own session so a terminal's Ctrl-C reaches only us; we stop it."""
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=cwd,
+            user=user,
+            start_new_session=True,
+            env={**os.environ, "LC_ALL": "C"},
+        )

@@ -1,0 +1,228 @@
+"""Run deer: `python run.py [serve|migrate|create-admin|seed-demo|check|makemigrations]`.
+
+With no configuration, the embedded PostgreSQL and Valkey start under the data folder
+(`DEER_DATA_DIR`, default `./var`) and stop again when this process ends.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, NoReturn, TypeVar
+
+from config.settings import Settings, SettingsError, load_settings, mask_url
+from deer.embedded import EngineError, Engines
+from deer.errors import DeerError
+from deer.logs import setup_logging
+
+log = logging.getLogger("deer")
+T = TypeVar("T")
+
+EXIT_CONFIG = 2
+EXIT_FAILED = 1
+
+
+def new_loop() -> asyncio.AbstractEventLoop:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def run_async(coro: Coroutine[Any, Any, T]) -> T:
+    with asyncio.Runner(loop_factory=new_loop) as runner:
+        return runner.run(coro)
+
+
+def _stop_on_sigterm() -> None:
+    """Turn SIGTERM into the same clean unwinding as Ctrl-C, so the engines always stop."""
+
+    def interrupt(signum: int, _frame: object) -> NoReturn:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+# --- commands -------------------------------------------------------------------------
+
+
+def serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from deer.app import create_app
+    from deer.db import migrate
+
+    loop = new_loop()
+    asyncio.set_event_loop(loop)
+    if settings.migrate_at_start:
+        loop.run_until_complete(migrate(settings))
+    log.info("deer listening on http://%s:%d", settings.host, settings.port)
+    try:
+        web.run_app(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            loop=loop,
+            print=None,
+            access_log=None,
+            shutdown_timeout=settings.shutdown_timeout,
+            reuse_port=args.reuse_port,
+        )
+    except OSError as exc:
+        if exc.errno in (98, 48):  # EADDRINUSE on Linux and macOS
+            print(
+                f"deer: port {settings.port} on {settings.host} is taken by another program: "
+                "stop it or set DEER_PORT to a free port",
+                file=sys.stderr,
+            )
+            return EXIT_FAILED
+        raise
+    finally:
+        _stop_on_sigterm()  # run_app removed its handlers; keep shutdown of engines clean
+    return 0
+
+
+def migrate_command(settings: Settings, args: argparse.Namespace) -> int:
+    from deer.db import migrate
+
+    run_async(migrate(settings))
+    print("migrations applied")
+    return 0
+
+
+async def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -> T:
+    from deer.db import database, migrate
+
+    if settings.migrate_at_start:
+        await migrate(settings)
+    async with database(settings):
+        return await work()
+
+
+def create_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    from deer.accounts.service import create_admin
+
+    username = args.username or input("username: ").strip()
+    name = args.name or input("name (姓名): ").strip() or username
+    mobile = args.mobile if args.mobile is not None else input("mobile (optional): ").strip()
+    password = args.password
+    if password is None:
+        password = getpass.getpass("password: ")
+        if getpass.getpass("password again: ") != password:
+            print("deer: the two passwords differ", file=sys.stderr)
+            return EXIT_FAILED
+    user = run_async(
+        _with_database(settings, lambda: create_admin(username, password, name, mobile or None))
+    )
+    print(f"admin {user.username!r} created (id {user.id})")
+    return 0
+
+
+def seed_demo_command(settings: Settings, args: argparse.Namespace) -> int:
+    from deer.demo import seed_demo
+
+    summary = run_async(_with_database(settings, lambda: seed_demo(progress=not args.quiet)))
+    print("demo data ready: " + ", ".join(f"{count} {what}" for what, count in summary.items()))
+    return 0
+
+
+def check_command(settings: Settings, args: argparse.Namespace) -> int:
+    from deer.checks import ping_backends
+
+    width = max(len(name) for name in settings.described())
+    for name, value in settings.described().items():
+        print(f"{name:<{width}}  {value}")
+    print()
+    results = run_async(ping_backends(settings))
+    for backend, (ok, detail) in results.items():
+        print(f"{'ok  ' if ok else 'FAIL'} {backend:<10} {detail}")
+    return 0 if all(ok for ok, _ in results.values()) else EXIT_FAILED
+
+
+def makemigrations_command(settings: Settings, args: argparse.Namespace) -> int:
+    """For developers: write a migration for model changes (tortoise's autodetector)."""
+    from deer.db import make_migrations
+
+    run_async(make_migrations(settings, args.name))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
+    "serve": serve,
+    "migrate": migrate_command,
+    "create-admin": create_admin_command,
+    "seed-demo": seed_demo_command,
+    "check": check_command,
+    "makemigrations": makemigrations_command,
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="run.py", description="Run the deer service.")
+    sub = parser.add_subparsers(dest="command")
+    serve_parser = sub.add_parser("serve", help="run the HTTP service (the default)")
+    serve_parser.add_argument(
+        "--reuse-port", action="store_true", help="let several processes share the port"
+    )
+    sub.add_parser("migrate", help="apply database migrations")
+    admin = sub.add_parser("create-admin", help="create the first admin (prompts for what is missing)")
+    admin.add_argument("--username")
+    admin.add_argument("--name")
+    admin.add_argument("--mobile")
+    admin.add_argument("--password", help="prefer the prompt: arguments show up in `ps`")
+    seed = sub.add_parser("seed-demo", help="load a realistic Chinese demo data set")
+    seed.add_argument("--quiet", action="store_true", help="no progress bar")
+    sub.add_parser("check", help="print the configuration (secrets masked) and ping backends")
+    make = sub.add_parser("makemigrations", help="(developers) write a migration for model changes")
+    make.add_argument("--name", default=None)
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["serve", *(argv or [])])
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"deer: invalid setting {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging(settings.log_level, settings.json_logs)
+    _stop_on_sigterm()
+    engines = Engines(settings)
+    try:
+        effective = engines.start(exclusive=args.command == "serve")
+        if engines.owner:
+            log.info(
+                "embedded engines up in %s: %s",
+                engines.data_dir,
+                ", ".join(
+                    mask_url(url.get_secret_value())
+                    for url in (effective.database_url, effective.redis_url)
+                    if url is not None
+                ),
+            )
+        return COMMANDS[args.command](effective, args)
+    except EngineError as exc:
+        print(f"deer: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except DeerError as exc:
+        print(f"deer: {exc.message}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    finally:
+        with contextlib.suppress(KeyboardInterrupt):
+            engines.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
