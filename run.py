@@ -172,7 +172,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--reuse-port", action="store_true", help="let several processes share the port"
     )
     sub.add_parser("migrate", help="apply database migrations")
-    admin = sub.add_parser("create-admin", help="create the first admin (prompts for what is missing)")
+    admin = sub.add_parser(
+        "create-admin", help="create the first admin (prompts for what is missing)"
+    )
     admin.add_argument("--username")
     admin.add_argument("--name")
     admin.add_argument("--mobile")

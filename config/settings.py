@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     max_body_size: int = Field(default=MIB, ge=1024, le=1024 * MIB)
     db_pool_min: int = Field(default=1, ge=0, le=100)
     db_pool_max: int = Field(default=10, ge=1, le=500)
+    redis_namespace: str = Field(default="deer", pattern=r"^[A-Za-z0-9_.\-]{1,64}$")
     redis_pool_max: int = Field(default=50, ge=1, le=10_000)
     embedded_pg_port: int | None = Field(default=None, ge=1, le=65535)
     embedded_redis_port: int | None = Field(default=None, ge=1, le=65535)
@@ -58,7 +59,9 @@ class Settings(BaseSettings):
         try:
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)")
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Asia/Shanghai)"
+            ) from None
         return value
 
     @field_validator("log_level", mode="before")

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from config.settings import Settings
 from deer import cache, db, keys
+from deer.logs import install_request_ids
 from deer.web import ops
 from deer.web.metrics import Metrics
 from deer.web.middlewares import (
@@ -43,6 +44,7 @@ async def openapi_context(app: web.Application) -> AsyncIterator[None]:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the app. Resources open in its cleanup contexts, in dependency order."""
+    install_request_ids()
     app = web.Application(
         client_max_size=settings.max_body_size,
         middlewares=[

@@ -13,6 +13,11 @@ SOCKET_TIMEOUT = 5.0
 POOL_WAIT = 5.0
 
 
+def key(settings: Settings, *parts: str | int) -> str:
+    """A Redis key inside this deployment's namespace: `key(s, "events")` -> `deer:events`."""
+    return ":".join([settings.redis_namespace, *map(str, parts)])
+
+
 def create_redis(settings: Settings) -> Redis:
     assert settings.redis_url is not None, "start the engines before Redis"
     pool = BlockingConnectionPool.from_url(

@@ -1,3 +1,5 @@
 """Placeholder, replaced below."""
+
+
 async def seed_demo(progress: bool = True) -> dict[str, int]:
     return {}

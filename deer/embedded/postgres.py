@@ -172,7 +172,13 @@ class EmbeddedPostgres:
     def _ensure_database(self) -> None:
         base = [_bin("psql"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-tAq"]
         found = subprocess.run(
-            [*base, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname='{DATABASE}'"],
+            [
+                *base,
+                "-d",
+                "postgres",
+                "-c",
+                f"SELECT 1 FROM pg_database WHERE datname='{DATABASE}'",
+            ],
             check=False,
             capture_output=True,
         )

@@ -19,11 +19,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ENDPOINT_ATTR: Final = "__deer_endpoint__"
 
 
-def MalformedJson(message: str) -> HttpError:  # noqa: N802 - reads like the error it raises
+def MalformedJson(message: str) -> HttpError:
     return HttpError(400, "malformed_json", message)
 
 
-def UnsupportedMediaType(message: str) -> HttpError:  # noqa: N802
+def UnsupportedMediaType(message: str) -> HttpError:
     return HttpError(415, "unsupported_media_type", message)
 
 
@@ -159,7 +159,9 @@ class Api:
     def put(self, path: str, **kwargs: Any) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
         return self.route("PUT", path, **kwargs)
 
-    def delete(self, path: str, **kwargs: Any) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
+    def delete(
+        self, path: str, **kwargs: Any
+    ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
         return self.route("DELETE", path, **kwargs)
 
     def register(self, app: web.Application) -> None:

@@ -23,10 +23,9 @@ class PoolCollector(Collector):
         size = GaugeMetricFamily("deer_db_pool_connections", "Open database connections")
         idle = GaugeMetricFamily("deer_db_pool_idle", "Idle database connections")
         limit = GaugeMetricFamily("deer_db_pool_max", "Largest allowed pool size")
-        if pool is not None:
-            size.add_metric([], pool.get_size())
-            idle.add_metric([], pool.get_idle_size())
-            limit.add_metric([], pool.get_max_size())
+        size.add_metric([], pool.get_size() if pool else 0)
+        idle.add_metric([], pool.get_idle_size() if pool else 0)
+        limit.add_metric([], pool.get_max_size() if pool else 0)
         yield from (size, idle, limit)
 
 

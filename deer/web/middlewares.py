@@ -124,7 +124,10 @@ def cors_middleware(origins: tuple[str, ...]) -> Middleware:
             hdrs.ACCESS_CONTROL_ALLOW_CREDENTIALS: "true",
             hdrs.VARY: "Origin",
         }
-        if request.method == hdrs.METH_OPTIONS and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers:
+        if (
+            request.method == hdrs.METH_OPTIONS
+            and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+        ):
             headers[hdrs.ACCESS_CONTROL_ALLOW_METHODS] = "GET, POST, PUT, PATCH, DELETE, OPTIONS"
             headers[hdrs.ACCESS_CONTROL_ALLOW_HEADERS] = request.headers.get(
                 hdrs.ACCESS_CONTROL_REQUEST_HEADERS, "Authorization, Content-Type"

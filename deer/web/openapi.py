@@ -95,7 +95,9 @@ def _operation(endpoint: Endpoint, schemas: _Schemas, path_params: list[str]) ->
     for status in sorted(statuses):
         responses[str(status)] = {
             "description": ERROR_DESCRIPTIONS.get(status, "Error"),
-            "content": {"application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}},
+            "content": {
+                "application/json": {"schema": {"$ref": REF_TEMPLATE.format(model="Error")}}
+            },
         }
     operation: dict[str, Any] = {
         "summary": endpoint.summary,
@@ -136,7 +138,9 @@ def build_document(app: web.Application) -> dict[str, Any]:
         "paths": dict(sorted(paths.items())),
         "components": {
             "schemas": dict(sorted(schemas.components.items())),
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"}
+            },
         },
         "security": [{"bearer": []}],
     }

@@ -110,8 +110,12 @@ async def docs(request: web.Request) -> web.Response:
     return web.Response(text=SWAGGER_PAGE, content_type="text/html")
 
 
-@api.get("/api/docs/static/deer-docs.js", summary="Swagger UI start-up", public=True,
-         content_type="application/javascript")
+@api.get(
+    "/api/docs/static/deer-docs.js",
+    summary="Swagger UI start-up",
+    public=True,
+    content_type="application/javascript",
+)
 async def docs_init(request: web.Request) -> web.Response:
     return web.Response(text=SWAGGER_INIT, content_type="application/javascript")
 

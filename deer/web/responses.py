@@ -47,7 +47,9 @@ def dumps(value: Any) -> bytes:
     return orjson.dumps(value, default=_default)
 
 
-def json_response(value: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+def json_response(
+    value: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
     body = value.model_dump_json().encode() if isinstance(value, BaseModel) else dumps(value)
     return web.Response(body=body, status=status, content_type=JSON, headers=headers)
 
