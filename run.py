@@ -106,20 +106,32 @@ async def _with_database(settings: Settings, work: Callable[[], Awaitable[T]]) -
         return await work()
 
 
+def _ask(value: str | None, prompt: str, *, secret: bool = False, optional: bool = False) -> str:
+    if value is not None:
+        return value
+    if not sys.stdin.isatty():
+        if optional:
+            return ""
+        raise SystemExit(f"deer: {prompt} is missing: pass it as a flag (see --help)")
+    if secret:
+        first = getpass.getpass(f"{prompt}: ")
+        if getpass.getpass(f"{prompt} again: ") != first:
+            raise SystemExit("deer: the two passwords differ")
+        return first
+    return input(f"{prompt}{' (optional)' if optional else ''}: ").strip()
+
+
 def create_admin_command(settings: Settings, args: argparse.Namespace) -> int:
+    from deer.accounts.passwords import check_policy
     from deer.accounts.service import create_admin
 
-    username = args.username or input("username: ").strip()
-    name = args.name or input("name (姓名): ").strip() or username
-    mobile = args.mobile if args.mobile is not None else input("mobile (optional): ").strip()
-    password = args.password
-    if password is None:
-        password = getpass.getpass("password: ")
-        if getpass.getpass("password again: ") != password:
-            print("deer: the two passwords differ", file=sys.stderr)
-            return EXIT_FAILED
+    username = _ask(args.username, "username")
+    name = _ask(args.name, "name (姓名)", optional=True) or username
+    mobile = _ask(args.mobile, "mobile", optional=True) or None
+    password = _ask(args.password, "password", secret=True)
+    check_policy(password)
     user = run_async(
-        _with_database(settings, lambda: create_admin(username, password, name, mobile or None))
+        _with_database(settings, lambda: create_admin(username, password, name, mobile))
     )
     print(f"admin {user.username!r} created (id {user.id})")
     return 0

@@ -49,13 +49,14 @@ def port_answers(port: int, host: str = "127.0.0.1") -> bool:
         return False
 
 
-def live_process(pid: int, marker: str) -> psutil.Process | None:
-    """The process `pid` if it is alive and its command line mentions `marker` (our folder)."""
+def live_process(pid: int, folder: str) -> psutil.Process | None:
+    """The process `pid` if it is alive and is a server of `folder` (its command line names
+    the folder, or it runs inside it: Valkey rewrites its command line)."""
     try:
         process = psutil.Process(pid)
         if process.status() == psutil.STATUS_ZOMBIE:
             return None
-        if any(marker in part for part in process.cmdline()):
+        if any(folder in part for part in process.cmdline()) or process.cwd() == folder:
             return process
     except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
