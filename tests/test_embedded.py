@@ -51,9 +51,10 @@ class Service:
         self.port = port
         # The only configuration: a free HTTP port, in the .env file deer reads.
         (folder / ".env").write_text(f"DEER_PORT={port}\n", encoding="utf-8")
+        self.started: list[subprocess.Popen[str]] = []
 
     def start(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen(
+        process = subprocess.Popen(
             [sys.executable, str(RUN), *args],
             cwd=self.folder,
             env={},
@@ -61,6 +62,8 @@ class Service:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self.started.append(process)
+        return process
 
     def run(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -114,6 +117,10 @@ class Service:
 def service(tmp_path: Path) -> Iterator[Service]:
     svc = Service(tmp_path, free_port())
     yield svc
+    for process in svc.started:  # a failed test may leave its service running
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=STOP_DEADLINE)
     for leftover in svc.engine_processes():  # never leave servers behind, even on failure
         leftover.kill()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from tortoise.exceptions import IntegrityError
 from tortoise.transactions import in_transaction
 
 from deer.accounts.models import Role, User, UserStatus
@@ -31,17 +32,20 @@ async def ensure_builtin_roles() -> dict[str, Role]:
 async def create_admin(username: str, password: str, name: str, mobile: str | None) -> User:
     password_hash = hash_password(password)  # checks the policy before touching the database
     roles = await ensure_builtin_roles()
-    async with in_transaction():
+    try:
+        async with in_transaction():
+            user = await User.create(
+                username=username,
+                password_hash=password_hash,
+                name=name,
+                mobile=mobile,
+                status=UserStatus.ACTIVE,
+            )
+            await user.roles.add(roles["admin"])
+    except IntegrityError:  # the unique indexes decide; the messages say which one
         if await User.filter(username=username).exists():
-            raise Conflict(f"a user named {username!r} already exists", code="username_taken")
-        if mobile and await User.filter(mobile=mobile).exists():
-            raise Conflict(f"the mobile {mobile} is already in use", code="mobile_taken")
-        user = await User.create(
-            username=username,
-            password_hash=password_hash,
-            name=name,
-            mobile=mobile,
-            status=UserStatus.ACTIVE,
-        )
-        await user.roles.add(roles["admin"])
+            raise Conflict(
+                f"a user named {username!r} already exists", code="username_taken"
+            ) from None
+        raise Conflict(f"the mobile {mobile} is already in use", code="mobile_taken") from None
     return user
