@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -50,8 +52,10 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     database_url = os.environ.get("DEER_TEST_DATABASE_URL")
     redis_url = os.environ.get("DEER_TEST_REDIS_URL")
     engines: Engines | None = None
+    folder: Path | None = None
     if database_url is None or redis_url is None:
-        folder = tmp_path_factory.mktemp("engines")
+        # Not under pytest's basetemp: concurrent pytest runs rotate those folders away.
+        folder = Path(tempfile.mkdtemp(prefix="deer-test-engines-"))
         engines = Engines(
             load_settings(
                 data_dir=folder,
@@ -69,6 +73,8 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str
     finally:
         if engines is not None:
             engines.close()
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

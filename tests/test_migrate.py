@@ -72,7 +72,7 @@ def test_concurrent_migrate_commands(
     outputs = [process.communicate(timeout=120)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0, 0], outputs
     assert all("migrations applied" in output for output in outputs)
-    assert TABLES <= asyncio.run(tables(empty_database))
+    assert asyncio.run(tables(empty_database)) >= TABLES
     assert not (tmp_path / "var").exists()  # the URLs are set: nothing embedded started
     again = subprocess.run(
         [sys.executable, str(RUN), "migrate"],

@@ -21,7 +21,8 @@ def test_readme_starts_with_exactly_two_commands() -> None:
     assert text.index("```bash") < text.index("deer is an open-source")
     run, test = readme_commands()[:2]
     assert run.endswith("run.py")
-    assert "'.[test]'" in test and test.endswith("-m pytest")
+    assert test == "bash tests/setup.sh && .venv/bin/python -m pytest"
+    assert "'.[test]'" in (ROOT / "tests" / "setup.sh").read_text(encoding="utf-8")
 
 
 def test_ci_runs_the_readme_test_command() -> None:

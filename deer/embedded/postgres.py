@@ -110,10 +110,8 @@ class EmbeddedPostgres:
 
     def _wait_ready(self, child: subprocess.Popen[bytes] | None) -> None:
         def ready() -> bool:
-            result = subprocess.run(
-                [_bin("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port), "-t", "1"],
-                check=False,
-            )
+            address = ["-h", "127.0.0.1", "-p", str(self.port), "-U", "postgres", "-d", "postgres"]
+            result = subprocess.run([_bin("pg_isready"), "-q", *address, "-t", "1"], check=False)
             return result.returncode == 0
 
         wait_until(ready, child, "the embedded PostgreSQL", self.log)

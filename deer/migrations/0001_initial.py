@@ -85,7 +85,6 @@ class Migration(migrations.Migration):
                 ('id', fields.BigIntField(generated=True, primary_key=True, unique=True, db_index=True)),
                 ('name', fields.CharField(max_length=64)),
                 ('parent', fields.ForeignKeyField('deer.Department', source_field='parent_id', null=True, db_constraint=True, to_field='id', related_name='children', on_delete=OnDelete.RESTRICT)),
-                ('manager', fields.ForeignKeyField('deer.User', source_field='manager_id', null=True, db_constraint=True, to_field='id', related_name='managed_departments', on_delete=OnDelete.SET_NULL)),
                 ('sort', fields.IntField(default=0)),
                 ('created_at', fields.DatetimeField(auto_now=False, auto_now_add=True)),
             ],
@@ -112,6 +111,11 @@ class Migration(migrations.Migration):
             options={'table': 'staff_user', 'app': 'deer', 'pk_attr': 'id', 'table_description': 'A staff user of the web admin.'},
             bases=['Model'],
         ),
+        # Department and User refer to each other: the manager key is added once both exist.
+        ops.AddField('Department', 'manager', fields.ForeignKeyField('deer.User', source_field='manager_id', null=True, db_constraint=True, to_field='id', related_name='managed_departments', on_delete=OnDelete.SET_NULL)),
+        # One name per parent, roots included (NULL parents compare equal through COALESCE).
+        ops.RunSQL('CREATE UNIQUE INDEX department_parent_name_key ON department (COALESCE(parent_id, 0), name)', reverse_sql='DROP INDEX department_parent_name_key'),
+        ops.RunSQL('CREATE UNIQUE INDEX category_parent_name_key ON category (COALESCE(parent_id, 0), name)', reverse_sql='DROP INDEX category_parent_name_key'),
         ops.AddConstraint('Product', CheckConstraint(check='stock >= 0', name='product_stock_not_negative')),
         ops.AddConstraint('Product', CheckConstraint(check='price >= 0 AND cost >= 0', name='product_money_not_negative')),
     ]
