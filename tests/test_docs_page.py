@@ -21,4 +21,5 @@ async def test_swagger_ui_renders_the_operations(
     for path in ("/healthz", "/readyz", "/metrics", "/api/meta", "/api/openapi.json"):
         assert f'data-path="{path}"' in dom, path
     assert "Failed to load API definition" not in dom
+    assert 'data-path="/api/docs"' not in dom  # the page does not list its own plumbing
     assert screenshot.stat().st_size > 10_000

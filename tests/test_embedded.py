@@ -146,6 +146,12 @@ def test_newcomer_path_starts_stops_and_reuses_data(service: Service) -> None:
         "correct-horse-1",
     )
     assert created.returncode == 0, created.stdout + created.stderr
+    seeded = service.run("seed-demo", "--quiet")
+    assert seeded.returncode == 0, seeded.stdout + seeded.stderr
+    # 13 demo staff beside the admin created above
+    assert seeded.stdout.strip() == (
+        "demo data ready: 6 departments, 14 staff, 30 categories, 120 products, 200 members"
+    )
     assert service.server_pids() == pids
     assert all(psutil.pid_exists(pid) for pid in pids.values())
 

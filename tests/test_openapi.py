@@ -30,6 +30,9 @@ async def test_every_route_is_declared_and_documented(
             continue  # aiohttp adds HEAD beside each GET
         endpoint = endpoint_of(route.handler)
         assert endpoint is not None, f"{route.method} {route.resource.canonical} is not declared"
+        if not endpoint.documented:
+            assert endpoint.path.startswith("/api/docs")  # only the docs page's own plumbing
+            continue
         operation = document["paths"][endpoint.path][endpoint.method.lower()]
         assert operation["summary"]
         assert operation["responses"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final
 
 from aiohttp import web
@@ -42,7 +42,7 @@ class Endpoint:
     errors: tuple[int, ...] = ()
     public: bool = False
     content_type: str = JSON
-    extra: dict[str, Any] = field(default_factory=dict)
+    documented: bool = True  # False only for the docs page's own plumbing
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -112,6 +112,7 @@ class Api:
         public: bool = False,
         content_type: str = JSON,
         tags: Sequence[str] | None = None,
+        documented: bool = True,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
         endpoint = Endpoint(
             method=method.upper(),
@@ -125,6 +126,7 @@ class Api:
             errors=tuple(errors),
             public=public,
             content_type=content_type,
+            documented=documented,
         )
 
         def decorate(function: Callable[..., Awaitable[Any]]) -> Handler:

@@ -121,7 +121,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     for route in app.router.routes():
         endpoint = endpoint_of(route.handler)
-        if endpoint is None:
+        if endpoint is None or not endpoint.documented:
             continue
         path_params = _PATH_PARAM.findall(endpoint.path)
         path = _PATH_PARAM.sub(r"{\1}", endpoint.path)

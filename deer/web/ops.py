@@ -105,7 +105,7 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(document)
 
 
-@api.get("/api/docs", summary="Swagger UI", public=True, content_type="text/html")
+@api.get("/api/docs", summary="Swagger UI", public=True, content_type="text/html", documented=False)
 async def docs(request: web.Request) -> web.Response:
     return web.Response(text=SWAGGER_PAGE, content_type="text/html")
 
@@ -115,6 +115,7 @@ async def docs(request: web.Request) -> web.Response:
     summary="Swagger UI start-up",
     public=True,
     content_type="application/javascript",
+    documented=False,
 )
 async def docs_init(request: web.Request) -> web.Response:
     return web.Response(text=SWAGGER_INIT, content_type="application/javascript")
