@@ -12,12 +12,12 @@ from typing import Final
 import psutil
 
 from deer.embedded.process import (
+    ChildServer,
     EngineError,
     ensure_port_free,
     free_port,
     live_process,
     spawn,
-    stop_process,
     wait_until,
 )
 
@@ -34,26 +34,19 @@ def _bin(name: str) -> str:
     return str(Path(POSTGRES_BIN_PATH) / name)
 
 
-class EmbeddedPostgres:
+class EmbeddedPostgres(ChildServer):
     """One PostgreSQL server for one folder, listening on 127.0.0.1 only."""
 
+    stop_signal = signal.SIGINT  # PostgreSQL's fast shutdown
+
     def __init__(self, folder: Path, port: int | None) -> None:
-        self.folder = folder.resolve()
-        self.wanted_port = port
-        self.log = self.folder.parent / "pg.log"
-        self.port: int | None = None
-        self._process: psutil.Process | None = None
-        self._child: subprocess.Popen[bytes] | None = None
+        super().__init__(folder, port, folder.resolve().parent / "pg.log")
         self._user = SYSTEM_USER if os.geteuid() == 0 else None
 
     @property
     def url(self) -> str:
         assert self.port is not None
         return f"postgresql://postgres@127.0.0.1:{self.port}/{DATABASE}"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     def running(self) -> tuple[psutil.Process, int] | None:
         """The live postmaster of this folder and its port, from `postmaster.pid`."""
@@ -65,13 +58,6 @@ class EmbeddedPostgres:
             return None
         process = live_process(int(lines[0]), str(self.folder))
         return (process, int(lines[3])) if process else None
-
-    def attach(self) -> bool:
-        found = self.running()
-        if found is None:
-            return False
-        self._process, self.port = found
-        return True
 
     def start(self) -> None:
         """Adopt the server already running for this folder, or initialise and start one."""
@@ -102,11 +88,6 @@ class EmbeddedPostgres:
             raise EngineError(f"PostgreSQL started but wrote no postmaster.pid in {self.folder}")
         self._process = found[0]
         self._ensure_database()
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop_process(self._process, self._child, signal.SIGINT)  # SIGINT: fast shutdown
-        self._process = self._child = None
 
     def _wait_ready(self, child: subprocess.Popen[bytes] | None) -> None:
         def ready() -> bool:

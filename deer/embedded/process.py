@@ -122,3 +122,38 @@ def spawn(
             start_new_session=True,
             env={**os.environ, "LC_ALL": "C"},
         )
+
+
+class ChildServer:
+    """What an embedded server keeps: its folder, port, process, and how it is stopped."""
+
+    stop_signal: signal.Signals = signal.SIGTERM
+
+    def __init__(self, folder: Path, port: int | None, log: Path) -> None:
+        self.folder = folder.resolve()
+        self.wanted_port = port
+        self.log = log
+        self.port: int | None = None
+        self._process: psutil.Process | None = None
+        self._child: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
+
+    def running(self) -> tuple[psutil.Process, int] | None:
+        """The live server of this folder and its port, from the files it keeps there."""
+        raise NotImplementedError
+
+    def attach(self) -> bool:
+        """Use the server already running for this folder, if there is one."""
+        found = self.running()
+        if found is None:
+            return False
+        self._process, self.port = found
+        return True
+
+    def stop(self) -> None:
+        if self._process is not None:
+            stop_process(self._process, self._child, self.stop_signal)
+        self._process = self._child = None

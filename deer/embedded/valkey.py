@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import signal
 import subprocess
 from pathlib import Path
 from typing import Final
@@ -10,12 +9,12 @@ from typing import Final
 import psutil
 
 from deer.embedded.process import (
+    ChildServer,
     EngineError,
     ensure_port_free,
     free_port,
     live_process,
     spawn,
-    stop_process,
     wait_until,
 )
 
@@ -30,25 +29,16 @@ def _binary() -> str:
     return str(get_binary_path())
 
 
-class EmbeddedValkey:
+class EmbeddedValkey(ChildServer):
     """One Valkey server for one folder, listening on 127.0.0.1 only, persisting with AOF."""
 
     def __init__(self, folder: Path, port: int | None) -> None:
-        self.folder = folder.resolve()
-        self.wanted_port = port
-        self.log = self.folder / "valkey.log"
-        self.port: int | None = None
-        self._process: psutil.Process | None = None
-        self._child: subprocess.Popen[bytes] | None = None
+        super().__init__(folder, port, folder.resolve() / "valkey.log")
 
     @property
     def url(self) -> str:
         assert self.port is not None
         return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
 
     def running(self) -> tuple[psutil.Process, int] | None:
         try:
@@ -58,13 +48,6 @@ class EmbeddedValkey:
             return None
         process = live_process(pid, str(self.folder))
         return (process, port) if process and port else None
-
-    def attach(self) -> bool:
-        found = self.running()
-        if found is None:
-            return False
-        self._process, self.port = found
-        return True
 
     def start(self) -> None:
         if self.attach():
@@ -95,11 +78,6 @@ class EmbeddedValkey:
         self._child = spawn([_binary(), str(config)], self.log, self.folder)
         self._wait_ready(self._child)
         self._process = psutil.Process(self._child.pid)
-
-    def stop(self) -> None:
-        if self._process is not None:
-            stop_process(self._process, self._child, signal.SIGTERM)
-        self._process = self._child = None
 
     def _configured_port(self) -> int:
         for line in (self.folder / CONFIG).read_text(encoding="utf-8").splitlines():
