@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable
 
 from config.settings import Settings
 
 TIMEOUT = 3.0
 
 
-async def _timed(coro: object) -> tuple[bool, str]:
+async def _timed(coro: Awaitable[str]) -> tuple[bool, str]:
     started = time.perf_counter()
     try:
         async with asyncio.timeout(TIMEOUT):
-            detail = await coro  # type: ignore[misc]
+            detail = await coro
     except Exception as exc:  # a check reports every failure
         return False, f"{type(exc).__name__}: {exc}"
     return True, f"{detail} ({(time.perf_counter() - started) * 1000:.1f} ms)"

@@ -122,7 +122,7 @@ async def make_migrations(settings: Settings, name: str | None) -> None:
     from tortoise.cli.cli import CLIContext, makemigrations
 
     holder = types.ModuleType("_deer_tortoise_config")
-    holder.TORTOISE_ORM = tortoise_config(settings)  # type: ignore[attr-defined]
+    setattr(holder, "TORTOISE_ORM", tortoise_config(settings))  # noqa: B010 - tortoise's CLI imports it by name
     sys.modules[holder.__name__] = holder
     await makemigrations(
         CLIContext(config=f"{holder.__name__}.TORTOISE_ORM", config_file=None), (), False, name

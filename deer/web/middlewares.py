@@ -101,8 +101,8 @@ async def compression_middleware(request: web.Request, handler: Handler) -> web.
     response = await handler(request)
     if (
         isinstance(response, web.Response)
-        and response.body is not None
-        and len(response.body) > COMPRESS_MIN_BYTES  # type: ignore[arg-type]
+        and isinstance(response.body, bytes)
+        and len(response.body) > COMPRESS_MIN_BYTES
         and hdrs.CONTENT_ENCODING not in response.headers
         and any(enc in request.headers.get(hdrs.ACCEPT_ENCODING, "") for enc in ("gzip", "deflate"))
     ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections.abc import Awaitable
 from typing import Final, Literal
 
 from aiohttp import web
@@ -58,10 +59,10 @@ async def healthz(request: web.Request) -> Health:
     public=True,
 )
 async def readyz(request: web.Request) -> web.Response:
-    async def probe(check: asyncio.Future[object] | object) -> Check:
+    async def probe(check: Awaitable[object]) -> Check:
         try:
             async with asyncio.timeout(READY_TIMEOUT):
-                await check  # type: ignore[misc]
+                await check
         except TimeoutError:
             return Check(ok=False, error=f"no answer within {READY_TIMEOUT:.0f} s")
         except Exception as exc:  # readiness reports any failure, it never raises
