@@ -12,13 +12,7 @@ from deer import cache, db, keys
 from deer.logs import install_request_ids
 from deer.web import ops
 from deer.web.metrics import Metrics
-from deer.web.middlewares import (
-    access_middleware,
-    compression_middleware,
-    cors_middleware,
-    error_middleware,
-    request_id_middleware,
-)
+from deer.web.middlewares import edge_middleware
 from deer.web.openapi import build_document
 
 log = logging.getLogger(__name__)
@@ -45,18 +39,15 @@ async def openapi_context(app: web.Application) -> AsyncIterator[None]:
 def create_app(settings: Settings) -> web.Application:
     """Build the app. Resources open in its cleanup contexts, in dependency order."""
     install_request_ids()
+    metrics = Metrics()
     app = web.Application(
         client_max_size=settings.max_body_size,
         middlewares=[
-            request_id_middleware,
-            access_middleware,
-            compression_middleware,
-            cors_middleware(settings.cors_origins),
-            error_middleware,
+            edge_middleware(metrics.http, settings.cors_origins, settings.max_body_size),
         ],
     )
     app[keys.SETTINGS] = settings
-    app[keys.METRICS] = Metrics()
+    app[keys.METRICS] = metrics
     app.cleanup_ctx.extend([database_context, redis_context, openapi_context])
     ops.register(app)
     return app

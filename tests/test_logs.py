@@ -50,3 +50,46 @@ def test_text_lines_are_readable() -> None:
     assert "deer.test: deer listening" in line
     assert "port=8080" in line
     assert "request_id" not in line  # outside a request there is none to show
+
+
+def _through_the_writer(json_lines: bool) -> list[str]:
+    import io
+
+    from deer.logs import log_access, setup_logging, stop_logging
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level)
+    stream = io.StringIO()
+    setup_logging("INFO", json_lines, stream)
+    try:
+        token = request_id_var.set("rid-7")
+        try:
+            log_access("GET", "/api/meta", 200, 1.25, "/api/meta")
+            logging.getLogger("deer.test").warning("disk %s", "full", extra={"free": 0})
+        finally:
+            request_id_var.reset(token)
+    finally:
+        stop_logging()
+        root.handlers[:], _ = saved
+        root.setLevel(saved[1])
+    return stream.getvalue().splitlines()
+
+
+def test_the_writer_thread_writes_access_and_other_lines_as_json() -> None:
+    access, warning = (orjson.loads(line) for line in _through_the_writer(json_lines=True))
+    assert access["msg"] == "GET /api/meta 200 1.2ms"
+    assert access["logger"] == "deer.access"
+    assert access["request_id"] == "rid-7"
+    assert (access["status"], access["route"], access["ms"]) == (200, "/api/meta", 1.25)
+    assert access["ts"].endswith("Z")
+    assert warning["msg"] == "disk full"
+    assert warning["level"] == "warning"
+    assert warning["free"] == 0
+    assert warning["request_id"] == "rid-7"
+
+
+def test_the_writer_thread_writes_readable_text() -> None:
+    access, warning = _through_the_writer(json_lines=False)
+    assert "INFO    deer.access: GET /api/meta 200 1.2ms" in access
+    assert "request_id=rid-7" in access and "route=/api/meta" in access
+    assert "WARNING deer.test: disk full" in warning and "free=0" in warning

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 import socket
 from typing import Any
 
@@ -42,11 +43,13 @@ async def test_request_id_is_echoed(api: TestClient[Any, Any]) -> None:
 
 
 async def test_request_id_is_generated_when_missing_or_unsafe(api: TestClient[Any, Any]) -> None:
-    plain = await api.get("/healthz")
-    assert len(plain.headers["X-Request-ID"]) == 32
+    first = (await api.get("/healthz")).headers["X-Request-ID"]
+    second = (await api.get("/healthz")).headers["X-Request-ID"]
+    assert re.fullmatch(r"[0-9a-f]{22}", first)
+    assert first != second
+    assert first[:12] == second[:12]  # one random prefix per process, then a counter
     unsafe = await api.get("/healthz", headers={"X-Request-ID": "bad id\twith spaces"})
-    assert unsafe.headers["X-Request-ID"] != "bad id\twith spaces"
-    assert len(unsafe.headers["X-Request-ID"]) == 32
+    assert re.fullmatch(r"[0-9a-f]{22}", unsafe.headers["X-Request-ID"])
 
 
 async def test_request_id_on_error_responses(api: TestClient[Any, Any]) -> None:
@@ -156,3 +159,16 @@ async def test_readyz_names_postgres_when_it_is_down(
     body = await response.json()
     assert body["checks"]["redis"] == {"ok": True, "error": None}
     assert body["checks"]["postgres"]["ok"] is False
+
+
+async def test_access_log_line_has_route_status_and_latency(
+    api: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level("INFO", logger="deer.access"):
+        await api.get("/probe/small", headers={"X-Request-ID": "log-me"})
+    [record] = [r for r in caplog.records if r.name == "deer.access"]
+    assert record.getMessage().startswith("GET /probe/small 200 ")
+    assert record.status == 200  # type: ignore[attr-defined]
+    assert record.route == "/probe/small"  # type: ignore[attr-defined]
+    assert record.ms >= 0  # type: ignore[attr-defined]
+    assert record.request_id == "log-me"  # type: ignore[attr-defined]
