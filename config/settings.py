@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final, Literal
 from urllib.parse import urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX: Final = "DEER_"
@@ -39,6 +39,19 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
     jwt_secret: SecretStr | None = None
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_private_key_file: Path | None = None  # RS256: PEM private key (signs)
+    jwt_public_key_file: Path | None = None  # RS256: PEM public key (verifies)
+    jwt_leeway: int = Field(default=10, ge=0, le=300)  # seconds of clock skew tolerated
+    access_token_ttl: int = Field(default=15 * 60, ge=30, le=24 * 3600)
+    refresh_token_ttl: int = Field(default=14 * 24 * 3600, ge=300, le=365 * 24 * 3600)
+    login_failures_per_account: int = Field(default=5, ge=1, le=1000)
+    login_failures_per_ip: int = Field(default=30, ge=1, le=100_000)
+    login_window: int = Field(default=15 * 60, ge=1, le=24 * 3600)  # seconds
+    wechat_appid: str | None = None
+    wechat_secret: SecretStr | None = None
+    wechat_api_base: str = "https://api.weixin.qq.com"
+    policy_reload_interval: float = Field(default=30.0, gt=0, le=3600)
     timezone: str = "Asia/Shanghai"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_format: Literal["auto", "json", "text"] = "auto"
@@ -101,6 +114,17 @@ class Settings(BaseSettings):
             raise ValueError("must be an http:// or https:// URL of Elasticsearch")
         return value
 
+    @model_validator(mode="after")
+    def _rs256_needs_keys(self) -> Settings:
+        if self.jwt_algorithm == "RS256":
+            for name in ("jwt_private_key_file", "jwt_public_key_file"):
+                path = getattr(self, name)
+                if path is None or not Path(path).is_file():
+                    raise ValueError(
+                        f"{ENV_PREFIX}{name.upper()} must name a readable PEM file for RS256"
+                    )
+        return self
+
     @property
     def embedded_database(self) -> bool:
         return self.database_url is None
@@ -135,7 +159,7 @@ class Settings(BaseSettings):
             if name == "jwt_secret":
                 text = "(set)" if value is not None else "(generated, kept in the data folder)"
             elif isinstance(value, SecretStr):
-                text = mask_url(value.get_secret_value())
+                text = mask_url(value.get_secret_value()) if name.endswith("_url") else "(set)"
             elif value is None:
                 text = "(embedded)" if name in ("database_url", "redis_url") else "(none)"
             elif isinstance(value, tuple):
@@ -162,9 +186,10 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
-        field = str(error["loc"][0]) if error["loc"] else "?"
         message = str(error["msg"]).removeprefix("Value error, ")
-        raise SettingsError(f"{ENV_PREFIX}{field.upper()}: {message}") from None
+        if not error["loc"]:  # a rule across fields: its message names the variables
+            raise SettingsError(message) from None
+        raise SettingsError(f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {message}") from None
 
 
 def jwt_secret(settings: Settings) -> str:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from config.settings import Settings
 from deer import cache, db, keys
+from deer.access.policy import Policies
+from deer.accounts import http as accounts_http
+from deer.accounts.sessions import Sessions, stored_generation
+from deer.accounts.tokens import Tokens
 from deer.logs import install_request_ids
+from deer.ratelimit import Limiter
 from deer.web import ops
+from deer.web.auth import auth_middleware
 from deer.web.metrics import Metrics
 from deer.web.middlewares import edge_middleware
 from deer.web.openapi import build_document
@@ -31,6 +38,32 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def http_client_context(app: web.Application) -> AsyncIterator[None]:
+    """One client session for outgoing calls (WeChat), closed on shutdown."""
+    async with aiohttp.ClientSession(raise_for_status=False) as session:
+        app[keys.HTTP] = session
+        yield
+
+
+async def auth_context(app: web.Application) -> AsyncIterator[None]:
+    settings, redis = app[keys.SETTINGS], app[keys.REDIS]
+    tokens = Tokens(settings, redis, stored_generation)
+    limiter = Limiter(redis)
+    app[keys.TOKENS] = tokens
+    app[keys.LIMITER] = limiter
+    app[keys.SESSIONS] = Sessions(settings, tokens, limiter)
+    yield
+
+
+async def policy_context(app: web.Application) -> AsyncIterator[None]:
+    """Casbin policies: defaults synced into PostgreSQL, loaded, reloaded on every change."""
+    policies = Policies(app[keys.SETTINGS], app[keys.REDIS])
+    await policies.start()
+    app[keys.POLICIES] = policies
+    yield
+    await policies.close()
+
+
 async def openapi_context(app: web.Application) -> AsyncIterator[None]:
     app[ops.OPENAPI_KEY] = build_document(app)  # the router is frozen now: build it once
     yield
@@ -44,10 +77,21 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_body_size,
         middlewares=[
             edge_middleware(metrics.http, settings.cors_origins, settings.max_body_size),
+            auth_middleware,
         ],
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
-    app.cleanup_ctx.extend([database_context, redis_context, openapi_context])
+    app.cleanup_ctx.extend(
+        [
+            database_context,
+            redis_context,
+            http_client_context,
+            auth_context,
+            policy_context,
+            openapi_context,
+        ]
+    )
     ops.register(app)
+    accounts_http.api.register(app)
     return app

@@ -14,7 +14,7 @@ from deer.app import create_app
 from deer.errors import Conflict, RateLimited
 from deer.web.api import Api
 
-probe = Api(tags=["probe"])
+probe = Api(tags=["probe"], public=True)
 
 
 class Line(BaseModel):

@@ -16,7 +16,7 @@ from config.settings import Settings
 from deer.app import create_app
 from deer.web.api import Api
 
-probe = Api(tags=["probe"])
+probe = Api(tags=["probe"], public=True)
 
 
 @probe.get("/probe/big", summary="a body over 1 KiB")

@@ -77,14 +77,16 @@ def test_secrets_never_appear_in_repr_or_description() -> None:
         database_url="postgresql://deer:pg-secret@db:5432/deer",
         redis_url="redis://:redis-secret@cache:6379/0",
         jwt_secret="jwt-secret-value",
+        wechat_secret="wechat-app-secret",
     )
     shown = settings.described()
     text = repr(settings) + str(settings) + str(shown)
-    for secret in ("pg-secret", "redis-secret", "jwt-secret-value"):
+    for secret in ("pg-secret", "redis-secret", "jwt-secret-value", "wechat-app-secret"):
         assert secret not in text
     assert shown["DEER_DATABASE_URL"] == "postgresql://deer:***@db:5432/deer"
     assert shown["DEER_REDIS_URL"] == "redis://:***@cache:6379/0"
     assert shown["DEER_JWT_SECRET"] == "(set)"
+    assert shown["DEER_WECHAT_SECRET"] == "(set)"
 
 
 def test_mask_url_leaves_urls_without_password_alone() -> None:

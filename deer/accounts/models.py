@@ -36,6 +36,21 @@ class Department(Model):
         table = "department"
 
 
+class Position(Model):
+    """A job in a department (销售专员, 运营主管 ...) with the number of people it plans for."""
+
+    id = fields.BigIntField(primary_key=True)
+    name = fields.CharField(max_length=64)
+    department: fields.ForeignKeyNullableRelation[Department] = fields.ForeignKeyField(
+        "deer.Department", related_name="positions", null=True, on_delete=fields.RESTRICT
+    )
+    headcount = fields.IntField(default=1)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "position"
+
+
 class Role(Model):
     id = fields.BigIntField(primary_key=True)
     code = fields.CharField(max_length=32, unique=True)
@@ -59,9 +74,16 @@ class User(Model):
     department: fields.ForeignKeyNullableRelation[Department] = fields.ForeignKeyField(
         "deer.Department", related_name="users", null=True, on_delete=fields.SET_NULL
     )
+    department_id: int | None
+    position: fields.ForeignKeyNullableRelation[Position] = fields.ForeignKeyField(
+        "deer.Position", related_name="users", null=True, on_delete=fields.SET_NULL
+    )
+    position_id: int | None
     roles: fields.ManyToManyRelation[Role] = fields.ManyToManyField(
         "deer.Role", related_name="users", through="user_role"
     )
+    # Bumped to end every session at once (password change, disable, role change).
+    session_generation = fields.IntField(default=0, db_default=0)
     last_login_at = fields.DatetimeField(null=True)
     last_login_ip = fields.CharField(max_length=45, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
@@ -87,8 +109,33 @@ class Member(Model):
     level = fields.SmallIntField(default=0)
     points = fields.BigIntField(default=0)
     total_spent = fields.BigIntField(default=0)  # fen
+    session_generation = fields.IntField(default=0, db_default=0)
+    last_login_at = fields.DatetimeField(null=True)
+    last_login_ip = fields.CharField(max_length=45, null=True)
     created_at = fields.DatetimeField(auto_now_add=True)
     updated_at = fields.DatetimeField(auto_now=True)
 
     class Meta:
         table = "member"
+
+
+class AuditLog(Model):
+    """Who did what, when, from where, and how it ended. Written, never edited."""
+
+    id = fields.BigIntField(primary_key=True)
+    actor_kind = fields.CharField(max_length=16)  # staff, member, anonymous, system
+    actor_id = fields.BigIntField(null=True)
+    actor_name = fields.CharField(max_length=64, default="")
+    action = fields.CharField(max_length=64)  # auth.login, user.create, policy.add ...
+    target_type = fields.CharField(max_length=32, default="")
+    target_id = fields.CharField(max_length=64, default="")
+    result = fields.CharField(max_length=16)  # ok, denied, failed
+    ip = fields.CharField(max_length=45, default="")
+    user_agent = fields.CharField(max_length=256, default="")
+    request_id = fields.CharField(max_length=128, default="")
+    details: fields.Field[dict[str, object]] = fields.JSONField(default=dict)
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "audit_log"
+        indexes = (("actor_kind", "actor_id", "created_at"), ("action", "created_at"))

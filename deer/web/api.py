@@ -94,8 +94,9 @@ def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
 class Api:
     """A table of declared endpoints, one per domain HTTP module."""
 
-    def __init__(self, tags: Sequence[str] = ()) -> None:
+    def __init__(self, tags: Sequence[str] = (), *, public: bool = False) -> None:
         self.tags = tuple(tags)
+        self.public = public  # the default of this table's endpoints
         self.endpoints: list[tuple[Endpoint, Handler]] = []
 
     def route(
@@ -109,7 +110,7 @@ class Api:
         response: type[BaseModel] | None = None,
         status: int = 200,
         errors: Sequence[int] = (),
-        public: bool = False,
+        public: bool | None = None,
         content_type: str = JSON,
         tags: Sequence[str] | None = None,
         documented: bool = True,
@@ -124,7 +125,7 @@ class Api:
             response=response,
             status=status,
             errors=tuple(errors),
-            public=public,
+            public=self.public if public is None else public,
             content_type=content_type,
             documented=documented,
         )
