@@ -101,7 +101,7 @@ async def test_small_clock_skew_is_tolerated(
 async def test_tampered_claims_are_refused(
     client: TestClient[Any, Any], boss: dict[str, Any]
 ) -> None:
-    header, payload, signature = boss["access_token"].split(".")
+    header, _payload, signature = boss["access_token"].split(".")
     other = claims_of(boss["access_token"]) | {"sub": "999"}
     _, forged_payload, _ = resign(other, "x" * 40).split(".")
     status, body = await me(client, f"{header}.{forged_payload}.{signature}")
