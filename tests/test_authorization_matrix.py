@@ -1,0 +1,109 @@
+"""Every route of the app, read from the router, for an anonymous caller and every role:
+allowed or refused exactly as this table says. A new route fails here until it is listed
+(and covered by a policy in config/policy.csv, or declared public)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Final
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+
+from deer import keys
+from deer.accounts.models import Member
+from deer.accounts.tokens import Subject
+from deer.web.api import endpoint_of
+from tests.people import bearer, create_member, create_staff
+
+ROLES: Final = ("admin", "sales_manager", "sales", "ops", "member")
+CALLERS: Final = ("anonymous", *ROLES)
+PUBLIC: Final = frozenset(CALLERS)
+SIGNED_IN: Final = frozenset(ROLES)
+ADMIN: Final = frozenset({"admin"})
+MANAGERS: Final = frozenset({"admin", "sales_manager"})
+STAFF: Final = frozenset({"admin", "sales_manager", "sales", "ops"})
+
+EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
+    ("GET", "/healthz"): PUBLIC,
+    ("GET", "/readyz"): PUBLIC,
+    ("GET", "/metrics"): PUBLIC,
+    ("GET", "/api/meta"): PUBLIC,
+    ("GET", "/api/openapi.json"): PUBLIC,
+    ("GET", "/api/docs"): PUBLIC,
+    ("GET", "/api/docs/static/deer-docs.js"): PUBLIC,
+    ("POST", "/api/auth/register"): PUBLIC,
+    ("POST", "/api/auth/login"): PUBLIC,
+    ("POST", "/api/auth/refresh"): PUBLIC,
+    ("POST", "/api/auth/wechat"): PUBLIC,
+    ("POST", "/api/auth/logout"): SIGNED_IN,
+    ("GET", "/api/auth/me"): SIGNED_IN,
+    ("POST", "/api/auth/password"): SIGNED_IN,
+}
+
+
+def declared_routes(app: web.Application) -> list[tuple[str, str]]:
+    routes = []
+    for route in app.router.routes():
+        if route.method == "HEAD" or isinstance(route.resource, web.StaticResource):
+            continue
+        endpoint = endpoint_of(route.handler)
+        assert endpoint is not None, f"{route.method} {route.resource} is not declared"
+        routes.append((endpoint.method, endpoint.path))
+    return routes
+
+
+def concrete(path: str) -> str:
+    """A path for the template, with ids that exist in no table."""
+    return re.sub(r"\{[^}]+\}", "999999", path)
+
+
+async def token_for(app: web.Application, caller: str, ids: dict[str, int]) -> str | None:
+    if caller == "anonymous":
+        return None
+    kind = "member" if caller == "member" else "staff"
+    subject = Subject(kind, ids[caller], (caller,), None, 0)
+    tokens = await app[keys.TOKENS].open_session(subject)
+    return tokens.access_token
+
+
+@pytest.fixture
+async def ids() -> dict[str, int]:
+    found = {role: (await create_staff(f"walker_{role}", role)).id for role in ROLES[:-1]}
+    found["member"] = (await create_member("13600000000")).id
+    return found
+
+
+def test_every_route_is_in_the_table(app: web.Application) -> None:
+    routes = set(declared_routes(app))
+    missing = sorted(routes - set(EXPECTED))
+    assert missing == [], f"add these routes to EXPECTED (and a policy): {missing}"
+    gone = sorted(set(EXPECTED) - routes)
+    assert gone == [], f"these routes are gone; take them out of EXPECTED: {gone}"
+
+
+async def test_every_route_for_every_caller(
+    client: TestClient[Any, Any], ids: dict[str, int]
+) -> None:
+    wrong: list[str] = []
+    for method, path in sorted(declared_routes(client.app)):
+        allowed = EXPECTED.get((method, path), frozenset())
+        for caller in CALLERS:
+            token = await token_for(client.app, caller, ids)
+            headers = bearer(token) if token else {}
+            kwargs: dict[str, Any] = {"headers": headers}
+            if method in ("POST", "PUT", "PATCH"):
+                kwargs["json"] = {}
+            response = await client.request(method, concrete(path), **kwargs)
+            refused = response.status in (401, 403)
+            if caller in allowed and refused:
+                wrong.append(f"{caller} {method} {path}: refused with {response.status}")
+            if caller not in allowed:
+                expected_status = 401 if caller == "anonymous" else 403
+                if response.status != expected_status:
+                    wrong.append(
+                        f"{caller} {method} {path}: {response.status}, not {expected_status}"
+                    )
+    assert wrong == []
+    assert await Member.filter(id=ids["member"]).exists()
