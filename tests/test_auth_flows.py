@@ -192,3 +192,12 @@ async def test_password_change_needs_the_current_password(client: TestClient[Any
     assert (await weak.json())["error"]["code"] == "weak_password"
     assert (await User.get(id=user.id)).password_hash == before
     assert (await client.get("/api/auth/me", headers=bearer(tokens["access_token"]))).status == 200
+
+
+async def test_a_username_that_looks_like_a_mobile_wins_over_a_mobile(
+    client: TestClient[Any, Any],
+) -> None:
+    named = await create_staff("13800000009", "sales")
+    await create_staff("other", "ops", mobile="13800000009")
+    body = await sign_in(client, "13800000009")
+    assert body["user"]["id"] == named.id

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import re
 from dataclasses import dataclass
 from typing import Final
 
 from tortoise.exceptions import IntegrityError
-from tortoise.expressions import Q
 
 from config.settings import Settings
 from deer.accounts import audit
@@ -35,8 +35,12 @@ from deer.ratelimit import Limit, Limiter
 MOBILE: Final = re.compile(r"1[3-9]\d{9}")
 MEMBER_ROLES: Final = ("member",)
 BLOCKED_MEMBER_CONDITIONS: Final = (MemberCondition.FROZEN,)
-# Verified against unknown accounts so a wrong account takes as long as a wrong password.
-_DUMMY_HASH: Final = hash_password("not-a-real-password-0")
+
+
+@functools.cache
+def _dummy_hash() -> str:
+    """Verified against unknown accounts so a wrong account takes as long as a wrong password."""
+    return hash_password("not-a-real-password-0")
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,7 @@ class Sessions:
         await self.limiter.take(*limits)  # counted before the check: no race lets more through
         found = await _find_account(account, kind)
         password_hash = found.password_hash if found is not None else None
-        valid = await asyncio.to_thread(verify_password, password_hash or _DUMMY_HASH, password)
+        valid = await asyncio.to_thread(verify_password, password_hash or _dummy_hash(), password)
         if found is None or not valid:
             await audit.record(
                 "auth.login", "failed", origin, actor_kind="anonymous", account=account[:64]
@@ -209,7 +213,9 @@ async def stored_generation(kind: Kind, subject_id: int) -> int:
 async def _find_account(account: str, kind: Kind | None) -> User | Member | None:
     account = account.strip()
     if kind in (None, "staff"):
-        user = await User.get_or_none(Q(username=account) | Q(mobile=account))
+        user = await User.get_or_none(username=account)
+        if user is None and MOBILE.fullmatch(account):
+            user = await User.get_or_none(mobile=account)
         if user is not None or kind == "staff":
             return user
     if MOBILE.fullmatch(account):
