@@ -189,3 +189,11 @@ async def test_rs256_key_pair(aiohttp_client: Any, settings: Settings, tmp_path:
     confused = hmac_token(claims_of(tokens["access_token"]), public.read_bytes())
     status, body = await me(client, confused)
     assert (status, body["error"]["code"]) == (401, "token_invalid")
+
+
+def test_route_patterns_for_policies() -> None:
+    from deer.access.policy import route_pattern
+
+    assert route_pattern("/api/admin/users/{id}") == "/api/admin/users/:id"
+    assert route_pattern("/api/x/{id:\\d+}/y/{name}") == "/api/x/:id/y/:name"
+    assert route_pattern("/healthz") == "/healthz"

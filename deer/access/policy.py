@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import csv
 import logging
+import re
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
@@ -26,6 +27,18 @@ MODEL_FILE: Final = CONFIG_DIR / "rbac_model.conf"
 DEFAULTS_FILE: Final = CONFIG_DIR / "policy.csv"
 AUTHENTICATED: Final = "authenticated"
 SYNC_LOCK: Final = 0x706F_6C69  # "poli": one process syncs the defaults at a time
+MAX_DECISIONS: Final = 100_000  # roles x routes x methods stays far below this in practice
+_PARAMETER: Final = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+def route_pattern(canonical: str) -> str:
+    """aiohttp's `/api/users/{id}` as casbin's keyMatch2 `/api/users/:id`.
+
+    Policies address route patterns, not single resources: which rows of a route a caller
+    sees is the data scope's business, in the query.
+    """
+    return _PARAMETER.sub(r":\1", canonical)
+
 
 Rule = tuple[str, str, str, str]  # ptype, v0, v1, v2
 
@@ -95,6 +108,7 @@ class Policies:
         self.redis = redis
         self.channel = key(settings, "policy", "changed")
         self._enforcer = build_enforcer(())
+        self._decisions: dict[tuple[tuple[str, ...], str, str], bool] = {}
         self._task: asyncio.Task[None] | None = None
         self._listening = asyncio.Event()
         self._synced = False
@@ -104,12 +118,27 @@ class Policies:
         if not self._synced:
             await sync_defaults()
             self._synced = True
-        self._enforcer = build_enforcer(await active_rules())
+        enforcer = build_enforcer(await active_rules())
+        self._enforcer, self._decisions = enforcer, {}  # swapped together
         self.reloads += 1
 
-    def allows(self, roles: Iterable[str], path: str, method: str) -> bool:
-        enforcer = self._enforcer
-        return any(enforcer.enforce(role, path, method) for role in (*roles, AUTHENTICATED))
+    def allows(self, roles: tuple[str, ...], route: str, method: str) -> bool:
+        """May any of `roles` call `method` on `route` (a pattern like /api/users/:id)?
+
+        Decisions are kept per (roles, route pattern, method) until the next reload: casbin
+        takes about 70 µs an evaluation, a dictionary look-up well under one.
+        """
+        decision_key = (roles, route, method)
+        decision = self._decisions.get(decision_key)
+        if decision is None:
+            enforcer = self._enforcer
+            decision = any(
+                enforcer.enforce(role, route, method) for role in (*roles, AUTHENTICATED)
+            )
+            if len(self._decisions) >= MAX_DECISIONS:
+                self._decisions.clear()
+            self._decisions[decision_key] = decision
+        return decision
 
     async def changed(self) -> None:
         """Tell every process (this one included) to reload now."""

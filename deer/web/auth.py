@@ -13,6 +13,7 @@ from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
 from deer import keys
+from deer.access.policy import route_pattern
 from deer.accounts.errors import TokenMissing
 from deer.accounts.tokens import Principal
 from deer.errors import Forbidden
@@ -55,7 +56,10 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if token is None:
         raise TokenMissing()
     principal = await request.app[keys.TOKENS].authenticate(token)
-    if not request.app[keys.POLICIES].allows(principal.roles, request.path, request.method):
+    resource = request.match_info.route.resource
+    assert resource is not None  # unmatched requests were answered as public above
+    route = route_pattern(resource.canonical)
+    if not request.app[keys.POLICIES].allows(principal.roles, route, request.method):
         raise Forbidden(f"your roles may not {request.method} {request.path}")
     request[PRINCIPAL] = principal
     return await handler(request)
