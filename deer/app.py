@@ -10,7 +10,9 @@ from aiohttp import web
 
 from config.settings import Settings
 from deer import cache, db, keys
+from deer.access import http as access_http
 from deer.access.policy import Policies
+from deer.accounts import admin_http
 from deer.accounts import http as accounts_http
 from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
@@ -94,4 +96,6 @@ def create_app(settings: Settings) -> web.Application:
     )
     ops.register(app)
     accounts_http.api.register(app)
+    admin_http.api.register(app)
+    access_http.api.register(app)
     return app

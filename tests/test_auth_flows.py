@@ -201,3 +201,9 @@ async def test_a_username_that_looks_like_a_mobile_wins_over_a_mobile(
     await create_staff("other", "ops", mobile="13800000009")
     body = await sign_in(client, "13800000009")
     assert body["user"]["id"] == named.id
+
+
+async def test_mobile_numbers_take_only_ascii_digits(client: TestClient[Any, Any]) -> None:
+    response = await register(client, mobile="1391234567٨", password="longer-pass-1", name="x")
+    assert response.status == 422
+    assert await Member.all().count() == 0

@@ -50,3 +50,81 @@ class MobileTaken(Conflict):
 class WrongPassword(ValidationFailed):
     code = "wrong_password"
     default_message = "the current password is wrong"
+
+
+# --- administration ----------------------------------------------------------------------
+
+
+class UsernameTaken(Conflict):
+    code = "username_taken"
+    default_message = "this username is already taken"
+
+
+class CannotDisableSelf(Conflict):
+    code = "cannot_disable_self"
+    default_message = "you cannot disable your own account"
+
+
+class CannotDemoteSelf(Conflict):
+    code = "cannot_demote_self"
+    default_message = "you cannot take the admin role from yourself"
+
+
+class LastAdmin(Conflict):
+    code = "last_admin"
+    default_message = "this is the last active admin: keep at least one"
+
+
+class UnknownRole(ValidationFailed):
+    code = "unknown_role"
+    default_message = "no role has this code"
+
+
+class DepartmentCycle(Conflict):
+    code = "department_cycle"
+    default_message = "a department cannot move under itself or one of its subdepartments"
+
+
+class DepartmentNotEmpty(Conflict):
+    code = "department_not_empty"
+    default_message = "the department still has subdepartments, users or positions"
+
+
+class DepartmentNameTaken(Conflict):
+    code = "department_name_taken"
+    default_message = "another department of the same parent has this name"
+
+
+class PositionInUse(Conflict):
+    code = "position_in_use"
+    default_message = "users still hold this position"
+
+
+class RoleExists(Conflict):
+    code = "role_exists"
+    default_message = "a role with this code already exists"
+
+
+class BuiltinRole(Conflict):
+    code = "builtin_role"
+    default_message = "built-in roles cannot be deleted"
+
+
+class RoleInUse(Conflict):
+    code = "role_in_use"
+    default_message = "users still hold this role"
+
+
+class PolicyExists(Conflict):
+    code = "policy_exists"
+    default_message = "this policy rule already exists"
+
+
+class PolicyLockout(Conflict):
+    code = "policy_lockout"
+    default_message = "admins would no longer be allowed to manage policies"
+
+
+class AdminRoleReserved(Forbidden):
+    code = "admin_role_reserved"
+    default_message = "only admins may grant or take the admin role"

@@ -32,7 +32,7 @@ from deer.accounts.wechat import WechatClient
 from deer.cache import key
 from deer.ratelimit import Limit, Limiter
 
-MOBILE: Final = re.compile(r"1[3-9]\d{9}")
+MOBILE: Final = re.compile(r"1[3-9][0-9]{9}")  # [0-9], not \d: \d takes any script's digits
 MEMBER_ROLES: Final = ("member",)
 BLOCKED_MEMBER_CONDITIONS: Final = (MemberCondition.FROZEN,)
 

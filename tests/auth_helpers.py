@@ -1,0 +1,141 @@
+"""Callers for API tests: staff and members made directly in the database, signed in through
+`POST /api/auth/login` like any client, and a compact way to call the API with their token.
+
+Use inside a test that holds the `client` fixture (the app's database is open then).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Final
+
+from aiohttp.test_utils import TestClient
+
+from deer.accounts.models import Member, MemberCondition, Role, User, UserStatus
+from deer.accounts.passwords import hash_password
+from deer.accounts.service import ensure_builtin_roles
+
+PASSWORD: Final = "correct-horse-7"
+_hashes: dict[str, str] = {}  # argon2 is slow on purpose: hash each test password once
+
+
+async def password_hash(password: str) -> str:
+    if password not in _hashes:
+        _hashes[password] = await asyncio.to_thread(hash_password, password)
+    return _hashes[password]
+
+
+async def make_staff(
+    username: str,
+    roles: Sequence[str] = (),
+    department_id: int | None = None,
+    password: str = PASSWORD,
+    *,
+    name: str | None = None,
+    mobile: str | None = None,
+    position_id: int | None = None,
+    status: UserStatus = UserStatus.ACTIVE,
+) -> User:
+    """A staff user with these role codes (built-in roles are created when missing)."""
+    await ensure_builtin_roles()
+    user = await User.create(
+        username=username,
+        name=name or username.title(),
+        mobile=mobile,
+        password_hash=await password_hash(password),
+        department_id=department_id,
+        position_id=position_id,
+        status=status,
+    )
+    if roles:
+        found = {role.code: role for role in await Role.filter(code__in=list(roles))}
+        await user.roles.add(*(found[code] for code in roles))
+    return user
+
+
+async def make_member(
+    mobile: str,
+    password: str = PASSWORD,
+    *,
+    name: str = "顾客",
+    condition: MemberCondition = MemberCondition.POTENTIAL,
+) -> Member:
+    return await Member.create(
+        mobile=mobile, name=name, password_hash=await password_hash(password), condition=condition
+    )
+
+
+async def login(
+    client: TestClient[Any, Any], account: str, password: str = PASSWORD, kind: str | None = None
+) -> tuple[int, dict[str, Any]]:
+    """`POST /api/auth/login` as it answered: status and body."""
+    body: dict[str, Any] = {"account": account, "password": password}
+    if kind is not None:
+        body["kind"] = kind
+    response = await client.post("/api/auth/login", json=body)
+    payload: dict[str, Any] = await response.json()
+    return response.status, payload
+
+
+async def sign_in(
+    client: TestClient[Any, Any], username: str, password: str = PASSWORD, kind: str | None = None
+) -> str:
+    """The access token of a successful sign-in."""
+    status, body = await login(client, username, password, kind)
+    assert status == 200, body
+    token: str = body["access_token"]
+    return token
+
+
+async def staff_token(
+    client: TestClient[Any, Any],
+    username: str,
+    roles: Sequence[str] = (),
+    department_id: int | None = None,
+) -> str:
+    """Make a staff user and sign them in."""
+    await make_staff(username, roles, department_id)
+    return await sign_in(client, username)
+
+
+async def member_token(client: TestClient[Any, Any], mobile: str) -> str:
+    await make_member(mobile)
+    return await sign_in(client, mobile, kind="member")
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def call(
+    client: TestClient[Any, Any],
+    method: str,
+    path: str,
+    token: str | None = None,
+    *,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+) -> tuple[int, Any]:
+    """One request with an optional bearer token: its status and JSON body (None if empty)."""
+    response = await client.request(
+        method,
+        path,
+        json=json,
+        params=params,
+        headers=bearer(token) if token is not None else None,
+    )
+    text = await response.text()
+    if not text:
+        return response.status, None
+    return response.status, await response.json()
+
+
+def error_code(body: Any) -> str:
+    code: str = body["error"]["code"]
+    return code
+
+
+def field_paths(body: Any) -> set[str]:
+    """The `details.fields[*].path` of a 422."""
+    return {field["path"] for field in body["error"]["details"]["fields"]}
