@@ -66,6 +66,18 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=10.0, gt=0, le=300)
     auto_migrate: bool | None = None  # None: apply migrations at start when embedded
 
+    # --- actor runtime (actors/, docs/actors.md) ---------------------------------------
+    # Partitions per actor kind: fixed for the life of a kind (a key's partition must not move).
+    actor_partitions: int = Field(default=16, ge=1, le=4096)
+    actor_lease_ttl: float = Field(default=10.0, gt=0, le=600)  # seconds a lease lives unrenewed
+    actor_lease_renew: float = Field(default=3.0, gt=0, le=600)  # seconds between renewals
+    actor_max_in_flight: int = Field(default=1000, ge=1, le=1_000_000)  # entries read, not acked
+    actor_concurrency: int = Field(default=64, ge=1, le=10_000)  # actor turns running at once
+    actor_max_attempts: int = Field(default=5, ge=1, le=100)  # failures before a dead letter
+    actor_ask_timeout: float = Field(default=5.0, gt=0, le=3600)  # seconds
+    actor_outcome_ttl: int = Field(default=24 * 3600, ge=1, le=30 * 24 * 3600)  # seconds
+    actor_idle_timeout: float = Field(default=300.0, gt=0, le=24 * 3600)  # passivation, seconds
+
     @field_validator("timezone")
     @classmethod
     def _known_timezone(cls, value: str) -> str:
@@ -123,6 +135,14 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{ENV_PREFIX}{name.upper()} must name a readable PEM file for RS256"
                     )
+        return self
+
+    @model_validator(mode="after")
+    def _actor_lease_renewed_in_time(self) -> Settings:
+        if self.actor_lease_renew >= self.actor_lease_ttl:
+            raise ValueError(
+                f"{ENV_PREFIX}ACTOR_LEASE_RENEW must be shorter than {ENV_PREFIX}ACTOR_LEASE_TTL"
+            )
         return self
 
     @property

@@ -19,7 +19,12 @@ from config.settings import Settings
 log = logging.getLogger(__name__)
 
 APP_LABEL: Final = "deer"
-MODEL_MODULES: Final = ["deer.accounts.models", "deer.access.models", "deer.catalog.models"]
+MODEL_MODULES: Final = [
+    "deer.accounts.models",
+    "deer.access.models",
+    "deer.catalog.models",
+    "actors.models",
+]
 MIGRATIONS: Final = "deer.migrations"
 MIGRATION_LOCK: Final = 0x6465_6572  # "deer": one migrator at a time across processes
 

@@ -1,0 +1,90 @@
+"""What an actor is: its protocol, the outcome of a turn, addressing and the runtime's errors."""
+
+from __future__ import annotations
+
+import zlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, TypeAlias
+
+JsonObject: TypeAlias = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one turn produced: the new state, the reply to the sender, domain events."""
+
+    state: JsonObject
+    reply: Any = None
+    events: Sequence[JsonObject] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class CommandResult:
+    """The stored outcome of a command, as `Runtime.outcome(command_id)` returns it."""
+
+    command_id: str
+    ok: bool
+    reply: Any = None
+    error: str | None = None
+
+
+class Actor(ABC):
+    """One class per kind; one instance serves every key of the kind (state lives outside)."""
+
+    kind: ClassVar[str]
+
+    def initial_state(self, key: str) -> JsonObject:
+        """The state of an actor that never committed anything."""
+        return {}
+
+    @abstractmethod
+    async def handle(self, key: str, state: JsonObject, command: JsonObject) -> Outcome:
+        """Handle one command; return a new state (never mutate `state`)."""
+
+
+class ActorError(Exception):
+    """Base of the runtime's errors."""
+
+
+class StaleOwner(ActorError):
+    """This process's fencing token is no longer the partition's: it must not commit."""
+
+    def __init__(self, kind: str, partition: int, token: int) -> None:
+        super().__init__(f"{kind} partition {partition}: token {token} is no longer current")
+        self.kind = kind
+        self.partition = partition
+        self.token = token
+
+
+class VersionConflict(ActorError):
+    """The state row moved on since this process loaded it: reload before handling again."""
+
+
+class AskTimeout(ActorError, TimeoutError):
+    """No reply in time; the command is not lost: fetch it later with `outcome(command_id)`."""
+
+    def __init__(self, command_id: str) -> None:
+        super().__init__(f"no reply to command {command_id} in time")
+        self.command_id = command_id
+
+
+class CommandFailed(ActorError):
+    """The actor failed on the command every attempt; it went to the dead-letter stream."""
+
+    def __init__(self, command_id: str, error: str) -> None:
+        super().__init__(f"command {command_id} failed: {error}")
+        self.command_id = command_id
+        self.error = error
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition of a key: crc32, stable across processes and Python versions."""
+    return zlib.crc32(key.encode()) % partitions
+
+
+def message_order(message_id: str) -> tuple[int, int]:
+    """A stream id `"<ms>-<seq>"` as a tuple that sorts like Redis sorts ids."""
+    ms, _, seq = message_id.partition("-")
+    return int(ms), int(seq or 0)

@@ -1,0 +1,742 @@
+"""The actor runtime: partitions read from Redis Streams, one turn per actor at a time.
+
+See docs/actors.md for the semantics. One `KindHost` per hosted kind owns leases on a share of
+the kind's partitions, reads them with one fenced reader, and runs each actor's mailbox as a
+task; `Runtime` holds the hosts, sends commands (`tell`, `ask`) and routes replies back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+from redis.asyncio import Redis
+from redis.asyncio.client import PubSub
+from redis.exceptions import ResponseError
+
+from actors import store
+from actors.base import (
+    Actor,
+    AskTimeout,
+    CommandFailed,
+    CommandResult,
+    JsonObject,
+    Outcome,
+    StaleOwner,
+    VersionConflict,
+    message_order,
+    partition_of,
+)
+from actors.leases import Leases, lease_key, lease_value
+from actors.outbox import OutboxRelay
+from config.settings import Settings
+from deer.cache import key
+
+log = logging.getLogger(__name__)
+
+READ_BATCH: Final = 100  # entries per partition and read, at most
+CLAIM_BATCH: Final = 100
+WAKE_BLOCK_MS: Final = 1000  # longest blocking wait for new entries (shorter: renewal period)
+HANDLE_BACKOFF: Final = 0.05  # seconds, times the attempt, between failed handle attempts
+INFRA_BACKOFF_MAX: Final = 2.0  # seconds: PostgreSQL or Redis failing under a turn
+DEAD_LETTERS_KEPT: Final = 100_000
+
+# Read new entries of every partition whose lease is still ours, atomically with the check:
+# after another process acquired a partition this process can no longer take entries from it.
+# Per partition: {0} lease lost, {1, entries} entries, {2, last id} nothing new.
+FENCED_READ: Final = """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local stream = KEYS[2 * i]
+  if redis.call('GET', KEYS[2 * i - 1]) ~= ARGV[3 + i] then
+    out[i] = {0}
+  else
+    local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
+                            'STREAMS', stream, '>')
+    if read then
+      out[i] = {1, read[1][2]}
+    else
+      local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+      if #last > 0 then out[i] = {2, last[1][1]} else out[i] = {2, '0-0'} end
+    end
+  end
+end
+return out
+"""
+
+
+def stream_key(settings: Settings, kind: str, partition: int) -> str:
+    return key(settings, "actors", kind, partition)
+
+
+def reply_channel(settings: Settings, process_id: str) -> str:
+    return key(settings, "actors", "reply", process_id)
+
+
+def outcome_key(settings: Settings, command_id: str) -> str:
+    return key(settings, "actors", "outcome", command_id)
+
+
+def dead_letter_key(settings: Settings, kind: str) -> str:
+    return key(settings, "actors", kind, "dead")
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def encode_result(result: CommandResult) -> bytes:
+    return orjson.dumps(
+        {"id": result.command_id, "ok": result.ok, "reply": result.reply, "error": result.error}
+    )
+
+
+def decode_result(raw: bytes | str) -> CommandResult:
+    data = orjson.loads(raw)
+    return CommandResult(data["id"], data["ok"], data["reply"], data["error"])
+
+
+@dataclass(slots=True)
+class Entry:
+    """One command as read from a partition stream."""
+
+    partition: int
+    message_id: str
+    command_id: str
+    key: str
+    body: JsonObject
+    reply_to: str
+
+    @classmethod
+    def parse(cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any]) -> Entry:
+        get = {_text(name): value for name, value in fields.items()}
+        return cls(
+            partition=partition,
+            message_id=_text(message_id),
+            command_id=_text(get["id"]),
+            key=_text(get["key"]),
+            body=orjson.loads(get["body"]),
+            reply_to=_text(get.get("reply", b"")),
+        )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Held:
+    """One acquisition of a partition: the lease's token and the fencing token to commit with."""
+
+    token: int
+    fence: int
+
+
+@dataclass(slots=True, eq=False)
+class Cell:
+    """One actor in memory: its mailbox, its running task, its last committed state."""
+
+    key: str
+    partition: int
+    held: Held
+    mailbox: deque[Entry] = field(default_factory=deque)
+    task: asyncio.Task[None] | None = None
+    stored: store.Stored | None = None
+    idle_since: float = field(default_factory=time.monotonic)
+
+
+@dataclass(slots=True)
+class HostStats:
+    handled: int = 0
+    redelivered: int = 0
+    dead_letters: int = 0
+    stale_commits: int = 0
+
+
+class KindHost:
+    """Hosts one actor kind in this process: leases, the fenced reader, the mailboxes."""
+
+    def __init__(self, runtime: Runtime, actor: Actor) -> None:
+        self.settings = runtime.settings
+        self.redis = runtime.redis
+        self.actor = actor
+        self.kind = actor.kind
+        self.owner = runtime.process_id
+        self.partitions = runtime.partitions(actor.kind)
+        self.leases = Leases(self.settings, self.redis, self.kind, self.owner)
+        self.owned: dict[int, Held] = {}  # partition -> our acquisition
+        self.reading: set[int] = set()  # owned partitions whose new entries we read
+        self.cells: dict[int, dict[str, Cell]] = {}
+        self.stats = HostStats()
+        self._turns = runtime.turns
+        self._max_in_flight = self.settings.actor_max_in_flight
+        self._in_flight = 0
+        self._room = asyncio.Event()
+        self._room.set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self._wake_ms = min(WAKE_BLOCK_MS, int(self.settings.actor_lease_renew * 1000))
+        # A graceful release may wait this long without risking the other leases' renewal.
+        renew, ttl = self.settings.actor_lease_renew, self.settings.actor_lease_ttl
+        self._release_wait = max(0.05, ttl - 2 * renew)
+        self._first = zlib.crc32(self.owner.encode()) % self.partitions  # spreads first picks
+
+    def _stream(self, partition: int) -> str:
+        return stream_key(self.settings, self.kind, partition)
+
+    # --- life cycle -------------------------------------------------------------------
+
+    async def prepare(self) -> None:
+        """Create the consumer groups and take a first share of the partitions."""
+        for partition in range(self.partitions):
+            try:
+                await self.redis.xgroup_create(
+                    self._stream(partition), self.kind, id="0", mkstream=True
+                )
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+        await self.tick()
+
+    async def run(self) -> None:
+        """The lease loop and the reader, until cancelled by `close`."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._lease_loop())
+            group.create_task(self._read_loop())
+
+    async def close(self, grace: float) -> None:
+        """Finish in-flight turns (up to `grace` seconds), then release every lease."""
+        self._stopping = True
+        self.reading.clear()
+        busy = set(self._tasks)
+        if busy:
+            _, late = await asyncio.wait(busy, timeout=grace)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        for partition, held in list(self.owned.items()):
+            self._lose(partition)
+            with contextlib.suppress(Exception):
+                await self.leases.release(partition, held.token)
+        with contextlib.suppress(Exception):
+            await self.leases.leave()
+
+    # --- leases -----------------------------------------------------------------------
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.actor_lease_renew)
+            try:
+                await self.tick()
+            except Exception:  # Redis or PostgreSQL away: leases may lapse, the next tick retries
+                log.exception("actor kind %s: lease tick failed", self.kind)
+
+    async def tick(self) -> None:
+        """Heartbeat, renew, rebalance to our share, trim the streams, passivate idle actors."""
+        live = await self.leases.heartbeat()
+        for partition, held in list(self.owned.items()):
+            renewed = await self.leases.renew(partition, held.token)
+            if not renewed and self.owned.get(partition) is held:
+                log.warning("actor kind %s: lease on partition %d lost", self.kind, partition)
+                self._lose(partition)
+        if self._stopping:
+            return
+        target = math.ceil(self.partitions / live)
+        order = [(self._first + step) % self.partitions for step in range(self.partitions)]
+        if len(self.owned) > target:
+            extra = [partition for partition in reversed(order) if partition in self.owned]
+            for partition in extra[: len(self.owned) - target]:
+                await self._release(partition)
+        elif len(self.owned) < target:
+            holders = await self.redis.mget([self._lease(p) for p in order])
+            for partition, holder in zip(order, holders, strict=True):
+                if len(self.owned) >= target:
+                    break
+                if holder is None and partition not in self.owned:
+                    acquired = await self.leases.acquire(partition)
+                    if acquired is not None:
+                        await self._take_over(partition, acquired)
+        await self._trim()
+        self._passivate()
+
+    def _lease(self, partition: int) -> str:
+        return lease_key(self.settings, self.kind, partition)
+
+    async def _take_over(self, partition: int, token: int) -> None:
+        """Record the token, then route the previous owner's pending entries before new ones."""
+        try:
+            fence = await store.record_token(self.kind, partition, token)
+        except Exception:
+            await self.leases.release(partition, token)
+            raise
+        held = self.owned[partition] = Held(token, fence)
+        self.cells[partition] = {}
+        stream, cursor = self._stream(partition), "0-0"
+        while True:
+            # Idle time 0 is safe: the previous owner's token is refused from now on.
+            cursor_raw, claimed, _deleted = await self.redis.xautoclaim(
+                stream, self.kind, self.owner, 0, cursor, count=CLAIM_BATCH
+            )
+            if self.owned.get(partition) is not held:
+                return
+            for message_id, fields in claimed:
+                if fields is not None:  # claimed entries bypass the in-flight wait (bounded by
+                    self._route(Entry.parse(partition, message_id, fields))  # the old owner's)
+            cursor = _text(cursor_raw)
+            if cursor == "0-0":
+                break
+        self.reading.add(partition)
+        log.info("actor kind %s: partition %d taken, fence %d", self.kind, partition, fence)
+
+    async def _release(self, partition: int) -> None:
+        """Give a partition away: stop reading, let its turns finish (bounded), drop the lease."""
+        held = self.owned.get(partition)
+        if held is None:
+            return
+        self.reading.discard(partition)
+        busy = [cell.task for cell in self.cells.get(partition, {}).values() if cell.task]
+        if busy:
+            await asyncio.wait(busy, timeout=self._release_wait)
+        if self.owned.get(partition) is held:
+            self._lose(partition)
+            await self.leases.release(partition, held.token)
+            log.info("actor kind %s: partition %d released", self.kind, partition)
+
+    def _lose(self, partition: int) -> None:
+        """Forget a partition at once: its actors leave memory, their entries stay pending."""
+        self.owned.pop(partition, None)
+        self.reading.discard(partition)
+        for cell in self.cells.pop(partition, {}).values():
+            self._done(len(cell.mailbox))
+            cell.mailbox.clear()
+
+    # --- reading and routing ----------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        backoff = HANDLE_BACKOFF
+        while True:
+            while self._in_flight >= self._max_in_flight:
+                self._room.clear()
+                await self._room.wait()
+            try:
+                idle = await self._read_once()
+                backoff = HANDLE_BACKOFF
+            except Exception:
+                log.exception("actor kind %s: read failed", self.kind)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
+                continue
+            if idle is not None:
+                if idle:
+                    await self.redis.xread(idle, count=1, block=self._wake_ms)
+                else:
+                    await asyncio.sleep(self._wake_ms / 1000)
+
+    async def _read_once(self) -> dict[Any, Any] | None:
+        """Route what is new; None when something was, else the streams to wait on."""
+        holds = {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
+        if not holds:
+            return {}
+        room = max(1, min(READ_BATCH, (self._max_in_flight - self._in_flight) // len(holds)))
+        keys: list[str] = []
+        values: list[str] = []
+        for partition, held in holds.items():
+            keys += [self._lease(partition), self._stream(partition)]
+            values.append(lease_value(self.owner, held.token))
+        replies = await self.redis.eval(
+            FENCED_READ, len(keys), *keys, self.kind, self.owner, room, *values
+        )
+        idle: dict[Any, Any] = {}
+        routed = False
+        for (partition, held), reply in zip(holds.items(), replies, strict=True):
+            status = int(reply[0])
+            if status == 0:
+                if self.owned.get(partition) is held:
+                    log.warning("actor kind %s: lease on %d gone at read", self.kind, partition)
+                    self._lose(partition)
+            elif status == 1:
+                routed = True
+                if self.owned.get(partition) is held and partition in self.reading:
+                    for message_id, flat in reply[1]:
+                        fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                        self._route(Entry.parse(partition, message_id, fields))
+                # else: left pending in the group; the next owner claims it on takeover
+            else:
+                idle[self._stream(partition)] = reply[1]
+        return None if routed else idle
+
+    def _route(self, entry: Entry) -> None:
+        cells = self.cells.setdefault(entry.partition, {})
+        cell = cells.get(entry.key)
+        if cell is None:
+            cell = cells[entry.key] = Cell(entry.key, entry.partition, self.owned[entry.partition])
+        cell.mailbox.append(entry)
+        self._in_flight += 1
+        if cell.task is None:
+            task = asyncio.create_task(self._drain(cell))
+            cell.task = task
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _done(self, count: int) -> None:
+        self._in_flight -= count
+        self._room.set()
+
+    def _current(self, cell: Cell) -> bool:
+        return (
+            self.owned.get(cell.partition) is cell.held
+            and self.cells.get(cell.partition, {}).get(cell.key) is cell
+        )
+
+    # --- turns ------------------------------------------------------------------------
+
+    async def _drain(self, cell: Cell) -> None:
+        """Run an actor's mailbox, one message at a time, in stream order."""
+        try:
+            while cell.mailbox and self._current(cell):
+                entry = cell.mailbox.popleft()
+                try:
+                    async with self._turns:
+                        await self._turn(cell, entry)
+                finally:
+                    self._done(1)
+        finally:
+            cell.task = None
+            cell.idle_since = time.monotonic()
+
+    async def _turn(self, cell: Cell, entry: Entry) -> None:
+        """Apply one entry exactly once, or leave it pending if this process lost the actor.
+
+        Infrastructure failures retry here, holding the mailbox: letting a later message of the
+        actor commit first would make this one look like a duplicate.
+        """
+        backoff = HANDLE_BACKOFF
+        while self._current(cell):
+            try:
+                await self._apply(cell, entry)
+                return
+            except StaleOwner:
+                self.stats.stale_commits += 1
+                log.warning("actor kind %s: partition %d fenced off", self.kind, cell.partition)
+                if self.owned.get(cell.partition) is cell.held:
+                    self._lose(cell.partition)
+                return
+            except VersionConflict:
+                log.warning("actor %s/%s: stale copy, reloading", self.kind, cell.key)
+                cell.stored = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
+            except Exception:
+                log.exception("actor %s/%s: turn failed, retrying", self.kind, cell.key)
+                cell.stored = None
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
+
+    async def _apply(self, cell: Cell, entry: Entry) -> None:
+        if cell.stored is None:
+            loaded = await store.load(self.kind, cell.key)
+            cell.stored = loaded or store.Stored(
+                self.actor.initial_state(cell.key), "", "", None, 0
+            )
+        stored = cell.stored
+        if stored.last_message_id and message_order(entry.message_id) <= message_order(
+            stored.last_message_id
+        ):
+            self.stats.redelivered += 1
+            again = None
+            if entry.command_id == stored.last_command_id and stored.last_reply is not None:
+                again = CommandResult(
+                    entry.command_id,
+                    stored.last_reply["ok"],
+                    stored.last_reply["reply"],
+                    stored.last_reply["error"],
+                )
+            await self._finish(entry, again)
+            return
+        outcome, error, attempts = await self._handle(cell.key, stored.state, entry)
+        if outcome is None:
+            await self._dead_letter(entry, error, attempts)
+            outcome = Outcome(state=stored.state)
+            result = CommandResult(entry.command_id, False, None, error)
+        else:
+            result = CommandResult(entry.command_id, True, outcome.reply)
+        remembered = {"ok": result.ok, "reply": result.reply, "error": result.error}
+        version = await store.commit(
+            kind=self.kind,
+            partition=cell.partition,
+            token=cell.held.fence,
+            key=cell.key,
+            state=outcome.state,
+            message_id=entry.message_id,
+            command_id=entry.command_id,
+            reply=remembered,
+            version=stored.version,
+            events=outcome.events,
+        )
+        cell.stored = store.Stored(
+            outcome.state, entry.message_id, entry.command_id, remembered, version
+        )
+        self.stats.handled += 1
+        await self._finish(entry, result)
+
+    async def _handle(
+        self, key_: str, state: JsonObject, entry: Entry
+    ) -> tuple[Outcome | None, str, int]:
+        error = ""
+        for attempt in range(1, self.settings.actor_max_attempts + 1):
+            try:
+                return await self.actor.handle(key_, state, entry.body), "", attempt
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("actor %s/%s: attempt %d failed: %s", self.kind, key_, attempt, error)
+                if attempt < self.settings.actor_max_attempts:
+                    await asyncio.sleep(HANDLE_BACKOFF * attempt)
+        return None, error, self.settings.actor_max_attempts
+
+    async def _dead_letter(self, entry: Entry, error: str, attempts: int) -> None:
+        self.stats.dead_letters += 1
+        await self.redis.xadd(
+            dead_letter_key(self.settings, self.kind),
+            {
+                "id": entry.command_id,
+                "key": entry.key,
+                "body": orjson.dumps(entry.body),
+                "message_id": entry.message_id,
+                "partition": entry.partition,
+                "error": error,
+                "attempts": attempts,
+            },
+            maxlen=DEAD_LETTERS_KEPT,
+            approximate=True,
+        )
+
+    async def _finish(self, entry: Entry, result: CommandResult | None) -> None:
+        """After the commit: store and send the outcome, then acknowledge the entry."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            if result is not None:
+                payload = encode_result(result)
+                pipe.set(
+                    outcome_key(self.settings, result.command_id),
+                    payload,
+                    ex=self.settings.actor_outcome_ttl,
+                )
+                if entry.reply_to:
+                    pipe.publish(reply_channel(self.settings, entry.reply_to), payload)
+            pipe.xack(self._stream(entry.partition), self.kind, entry.message_id)
+            await pipe.execute()
+
+    # --- hygiene ----------------------------------------------------------------------
+
+    async def _trim(self) -> None:
+        """Drop acknowledged entries: keep from the oldest pending (or first unread) one."""
+        partitions = list(self.owned)
+        if not partitions:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for partition in partitions:
+                pipe.xpending(self._stream(partition), self.kind)
+                pipe.xinfo_groups(self._stream(partition))
+            answers = await pipe.execute()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for index, partition in enumerate(partitions):
+                pending, groups = answers[2 * index], answers[2 * index + 1]
+                if pending["pending"]:
+                    threshold = _text(pending["min"])
+                else:
+                    group = next(g for g in groups if _text(g["name"]) == self.kind)
+                    ms, seq = message_order(_text(group["last-delivered-id"]))
+                    threshold = f"{ms}-{seq + 1}"
+                pipe.xtrim(self._stream(partition), minid=threshold, approximate=False)
+            await pipe.execute()
+
+    def _passivate(self) -> None:
+        """Drop idle actors from memory; their next message reloads them."""
+        horizon = time.monotonic() - self.settings.actor_idle_timeout
+        for cells in self.cells.values():
+            idle = [
+                name
+                for name, cell in cells.items()
+                if cell.task is None and not cell.mailbox and cell.idle_since < horizon
+            ]
+            for name in idle:
+                del cells[name]
+
+    def snapshot(self) -> dict[str, int]:
+        return {
+            "partitions_owned": len(self.owned),
+            "actors_in_memory": sum(len(cells) for cells in self.cells.values()),
+            "in_flight": self._in_flight,
+            "handled": self.stats.handled,
+            "redelivered": self.stats.redelivered,
+            "dead_letters": self.stats.dead_letters,
+            "stale_commits": self.stats.stale_commits,
+        }
+
+
+class Replies:
+    """This process's reply channel: resolves the futures of its pending asks."""
+
+    def __init__(self, settings: Settings, redis: Redis, process_id: str) -> None:
+        self.channel = reply_channel(settings, process_id)
+        self.redis = redis
+        self.waiting: dict[str, asyncio.Future[CommandResult]] = {}
+        self._pubsub: PubSub | None = None
+
+    async def start(self) -> None:
+        """Subscribe and wait for the confirmation, so no reply can come before we listen."""
+        self._pubsub = self.redis.pubsub()
+        await self._pubsub.subscribe(self.channel)
+        confirmation = await self._pubsub.get_message(timeout=5.0)
+        if confirmation is None or confirmation["type"] != "subscribe":
+            raise RuntimeError(f"no confirmation of the subscription to {self.channel}")
+
+    async def run(self) -> None:
+        """Resolve waiting asks; resubscribe after a lost connection (asks may time out then:
+        their outcomes stay available by command id)."""
+        while True:
+            try:
+                await self._listen()
+            except Exception:
+                log.exception("actor replies: subscription lost, subscribing again")
+                await asyncio.sleep(INFRA_BACKOFF_MAX)
+                with contextlib.suppress(Exception):
+                    await self.close()
+                with contextlib.suppress(Exception):
+                    await self.start()
+
+    async def _listen(self) -> None:
+        while self._pubsub is not None:
+            message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None or message["type"] != "message":
+                continue
+            result = decode_result(message["data"])
+            future = self.waiting.get(result.command_id)
+            if future is not None and not future.done():
+                future.set_result(result)
+        raise RuntimeError("not subscribed")
+
+    async def close(self) -> None:
+        if self._pubsub is not None:
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]  # untyped in redis 8.1
+            self._pubsub = None
+
+
+class Runtime:
+    """Sends commands to actors and hosts the kinds given (none: a sender only)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        redis: Redis,
+        actors: Sequence[Actor] = (),
+        *,
+        partitions: Mapping[str, int] | None = None,
+        process_id: str | None = None,
+        relay: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.process_id = process_id or uuid.uuid4().hex[:16]
+        self._partitions = dict(partitions or {})
+        self.turns = asyncio.Semaphore(settings.actor_concurrency)
+        self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
+        self.replies = Replies(settings, redis, self.process_id)
+        # Hosts relay the outbox (one at a time across processes: an advisory lock).
+        self.relay = OutboxRelay(settings, redis) if actors and relay else None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._started = False
+
+    def partitions(self, kind: str) -> int:
+        return self._partitions.get(kind, self.settings.actor_partitions)
+
+    async def start(self) -> None:
+        await self.replies.start()
+        self._tasks.append(asyncio.create_task(self.replies.run()))
+        for host in self.hosts.values():
+            await host.prepare()
+            self._tasks.append(asyncio.create_task(host.run()))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run()))
+        self._started = True
+
+    async def close(self, grace: float | None = None) -> None:
+        """Stop reading, finish in-flight turns within `grace` s, release leases, unsubscribe."""
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+        wait = self.settings.shutdown_timeout if grace is None else grace
+        for host in self.hosts.values():
+            await host.close(wait)
+        await self.replies.close()
+        self._started = False
+
+    async def _append(
+        self, kind: str, key_: str, command: JsonObject, command_id: str, reply_to: str
+    ) -> None:
+        stream = stream_key(self.settings, kind, partition_of(key_, self.partitions(kind)))
+        fields = {"id": command_id, "key": key_, "body": orjson.dumps(command), "reply": reply_to}
+        await self.redis.xadd(stream, fields)  # type: ignore[arg-type]
+
+    async def tell(self, kind: str, key_: str, command: JsonObject) -> str:
+        """Send a command without waiting; its id, for `outcome` later."""
+        command_id = uuid.uuid4().hex
+        await self._append(kind, key_, command, command_id, "")
+        return command_id
+
+    async def ask(
+        self,
+        kind: str,
+        key_: str,
+        command: JsonObject,
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 - the issue's API; AskTimeout carries the id
+    ) -> Any:
+        """Send a command and wait for the actor's reply.
+
+        Raises `AskTimeout` (with the command id: the command is not lost) or `CommandFailed`.
+        """
+        assert self._started, "start the runtime before asking"
+        command_id = uuid.uuid4().hex
+        future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
+        self.replies.waiting[command_id] = future
+        try:
+            await self._append(kind, key_, command, command_id, self.process_id)
+            result = await asyncio.wait_for(
+                future, self.settings.actor_ask_timeout if timeout is None else timeout
+            )
+        except TimeoutError:
+            raise AskTimeout(command_id) from None
+        finally:
+            self.replies.waiting.pop(command_id, None)
+        if not result.ok:
+            raise CommandFailed(command_id, result.error or "")
+        return result.reply
+
+    async def outcome(self, command_id: str) -> CommandResult | None:
+        """The stored outcome of a command, or None if it was not handled (yet)."""
+        raw = await self.redis.get(outcome_key(self.settings, command_id))
+        return None if raw is None else decode_result(raw)
+
+    def stats(self) -> dict[str, dict[str, int]]:
+        return {kind: host.snapshot() for kind, host in self.hosts.items()}
+
+
+@asynccontextmanager
+async def actor_runtime(
+    settings: Settings, redis: Redis, actors: Sequence[Actor] = ()
+) -> AsyncIterator[Runtime]:
+    """The runtime as one resource: started, yielded, drained and closed (a cleanup context)."""
+    runtime = Runtime(settings, redis, actors)
+    await runtime.start()
+    try:
+        yield runtime
+    finally:
+        await runtime.close()

@@ -1,0 +1,298 @@
+"""The actor runtime in one process: asks, exactly-once commits, redelivery, dead letters,
+fencing, rebalancing. Real PostgreSQL and Redis; short leases (`FAST`)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from actors import store
+from actors.base import AskTimeout, CommandFailed, CommandResult, StaleOwner, partition_of
+from actors.leases import Leases, lease_key
+from actors.outbox import OutboxRelay, events_key
+from actors.runtime import KindHost, Runtime, dead_letter_key, stream_key
+from actors.testing.counter import Counter
+from config.settings import Settings
+from deer import cache, db
+from tests.actors_support import FAST, actor_rows, eventually
+
+
+@pytest.fixture
+async def fast(settings: Settings) -> AsyncIterator[Settings]:
+    """This test's settings with short leases, the database open."""
+    fast_settings = settings.with_values(**FAST)
+    async with db.database(fast_settings):
+        yield fast_settings
+
+
+@pytest.fixture
+async def redis(fast: Settings) -> AsyncIterator[Redis]:
+    async with cache.redis_client(fast) as client:
+        yield client
+
+
+async def started(runtime: Runtime) -> Runtime:
+    await runtime.start()
+    return runtime
+
+
+def test_partition_of_is_a_stable_hash() -> None:
+    assert [partition_of(key, 16) for key in ("42", "cart-1", "k0")] == [8, 4, 15]
+    assert partition_of("42", 1) == 0
+
+
+async def test_asks_apply_each_command_once_in_order(fast: Settings, redis: Redis) -> None:
+    host = await started(Runtime(fast, redis, [Counter()]))
+    sender = await started(Runtime(fast, redis))  # replies come back to the asking process
+    try:
+
+        async def send(key: str) -> list[Any]:
+            return [await sender.ask("counter", key, {"id": f"{key}-{n}"}) for n in range(10)]
+
+        keys = [f"k{index}" for index in range(6)]
+        replies = await asyncio.gather(*(send(key) for key in keys))
+        assert replies == [list(range(1, 11))] * len(keys)
+
+        rows = await actor_rows(fast, "counter")
+        assert {key: row["state"] for key, row in rows.items()} == {
+            key: {"count": 10, "applied": [f"{key}-{n}" for n in range(10)]} for key in keys
+        }
+        assert {row["version"] for row in rows.values()} == {10}
+
+        await host.hosts["counter"].tick()  # trims what was acknowledged
+        lengths = [await redis.xlen(stream_key(fast, "counter", p)) for p in range(4)]
+        assert lengths == [0, 0, 0, 0]
+        assert host.stats()["counter"]["handled"] == 60
+        assert host.stats()["counter"]["redelivered"] == 0
+    finally:
+        await sender.close()
+        await host.close()
+
+
+async def test_redelivered_entry_is_acknowledged_not_applied_again(
+    fast: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process commits, then dies before its ack: the next owner acks without applying."""
+    committed = asyncio.Event()
+
+    async def die_before_ack(self: KindHost, entry: Any, result: Any) -> None:
+        committed.set()
+        await asyncio.Event().wait()  # hangs until the runtime is closed
+
+    monkeypatch.setattr(KindHost, "_finish", die_before_ack)
+    first = await started(Runtime(fast, redis, [Counter()], process_id="first"))
+    sender = await started(Runtime(fast, redis))
+    try:
+        command_id = await sender.tell("counter", "42", {"id": "only"})
+        await asyncio.wait_for(committed.wait(), 10)
+        await first.close(grace=0.1)
+        partition = partition_of("42", 4)
+        pending = await redis.xpending(stream_key(fast, "counter", partition), "counter")
+        assert pending["pending"] == 1
+        assert await sender.outcome(command_id) is None
+
+        monkeypatch.undo()
+        second = await started(Runtime(fast, redis, [Counter()], process_id="second"))
+        try:
+
+            async def answered() -> bool:
+                return await sender.outcome(command_id) is not None
+
+            await eventually(answered, 10, "the outcome stored by the next owner")
+            assert await sender.outcome(command_id) == CommandResult(command_id, True, 1, None)
+            assert second.stats()["counter"]["redelivered"] == 1
+            assert second.stats()["counter"]["handled"] == 0
+            pending = await redis.xpending(stream_key(fast, "counter", partition), "counter")
+            assert pending["pending"] == 0
+        finally:
+            await second.close()
+        rows = await actor_rows(fast, "counter")
+        assert rows["42"]["state"] == {"count": 1, "applied": ["only"]}
+        assert rows["42"]["version"] == 1
+    finally:
+        await sender.close()
+
+
+async def test_poison_message_goes_to_dead_letters_and_actor_carries_on(
+    fast: Settings, redis: Redis
+) -> None:
+    host = await started(Runtime(fast, redis, [Counter()]))
+    try:
+        with pytest.raises(CommandFailed) as failed:
+            await host.ask("counter", "42", {"id": "bad", "fail": True})
+        assert failed.value.error == "Poison: poison command bad"
+        assert await host.ask("counter", "42", {"id": "good"}) == 1
+
+        letters = await redis.xrange(dead_letter_key(fast, "counter"))
+        assert len(letters) == 1
+        fields = {name.decode(): value.decode() for name, value in letters[0][1].items()}
+        assert fields["id"] == failed.value.command_id
+        assert fields["key"] == "42"
+        assert fields["error"] == "Poison: poison command bad"
+        assert fields["attempts"] == "2"
+        assert await host.outcome(failed.value.command_id) == CommandResult(
+            failed.value.command_id, False, None, "Poison: poison command bad"
+        )
+        rows = await actor_rows(fast, "counter")
+        assert rows["42"]["state"] == {"count": 1, "applied": ["good"]}
+        assert rows["42"]["version"] == 2  # the dead letter advanced the actor, unchanged
+        assert host.stats()["counter"]["dead_letters"] == 1
+    finally:
+        await host.close()
+
+
+async def test_ask_timeout_keeps_the_command(fast: Settings, redis: Redis) -> None:
+    sender = await started(Runtime(fast, redis))  # nobody hosts counters yet
+    try:
+        with pytest.raises(AskTimeout) as timed_out:
+            await sender.ask("counter", "7", {"id": "late"}, timeout=0.2)
+        command_id = timed_out.value.command_id
+        assert await sender.outcome(command_id) is None
+
+        host = await started(Runtime(fast, redis, [Counter()]))
+        try:
+
+            async def answered() -> bool:
+                return await sender.outcome(command_id) is not None
+
+            await eventually(answered, 10, "the late command handled")
+            assert await sender.outcome(command_id) == CommandResult(command_id, True, 1, None)
+        finally:
+            await host.close()
+    finally:
+        await sender.close()
+
+
+async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
+    """A's lease expires (a pause), B acquires: A's commit is refused, B's succeeds."""
+    short = fast.with_values(actor_lease_ttl=0.2, actor_lease_renew=0.1)
+    owner_a = Leases(short, redis, "counter", "a")
+    owner_b = Leases(short, redis, "counter", "b")
+
+    token_a = await owner_a.acquire(0)
+    assert token_a == 1
+    assert await owner_b.acquire(0) is None  # held: no token handed out
+    fence_a = await store.record_token("counter", 0, token_a)
+    assert fence_a == 1
+    turn: dict[str, Any] = {
+        "kind": "counter",
+        "partition": 0,
+        "key": "k",
+        "command_id": "c",
+        "reply": None,
+    }
+    assert await store.commit(**turn, token=fence_a, state={"by": "a"}, message_id="1-0", version=0)
+
+    async def expired() -> bool:
+        return not await redis.exists(lease_key(short, "counter", 0))
+
+    await eventually(expired, 5, "A's lease expired")
+    token_b = await owner_b.acquire(0)
+    assert token_b == 2
+    fence_b = await store.record_token("counter", 0, token_b)
+    assert fence_b == 2
+
+    with pytest.raises(StaleOwner):
+        await store.commit(**turn, token=fence_a, state={"by": "a2"}, message_id="2-0", version=1)
+    assert await owner_a.renew(0, token_a) is False
+    rows = await actor_rows(short, "counter")
+    assert rows["k"] == {"state": {"by": "a"}, "last_message_id": "1-0", "version": 1}
+
+    version = await store.commit(
+        **turn, token=fence_b, state={"by": "b"}, message_id="2-0", version=1
+    )
+    assert version == 2
+    rows = await actor_rows(short, "counter")
+    assert rows["k"] == {"state": {"by": "b"}, "last_message_id": "2-0", "version": 2}
+    # Redis lost its counter (a restart without persistence): the fence still grows.
+    assert await store.record_token("counter", 0, 1) == 3
+
+
+async def test_partitions_rebalance_when_processes_join_and_leave(
+    fast: Settings, redis: Redis
+) -> None:
+    one = await started(Runtime(fast, redis, [Counter()], process_id="one"))
+    two: Runtime | None = None
+    try:
+        assert set(one.hosts["counter"].owned) == {0, 1, 2, 3}
+        two = await started(Runtime(fast, redis, [Counter()], process_id="two"))
+        pair = (one.hosts["counter"], two.hosts["counter"])
+
+        async def shared() -> bool:
+            return [len(host.reading) for host in pair] == [2, 2]
+
+        await eventually(shared, 10, "two processes with two partitions each")
+        assert set(pair[0].owned) | set(pair[1].owned) == {0, 1, 2, 3}
+        replies = [await two.ask("counter", f"k{n}", {"id": f"c{n}"}) for n in range(8)]
+        assert replies == [1] * 8
+
+        await two.close()
+        two = None
+
+        async def alone() -> bool:
+            return len(pair[0].reading) == 4
+
+        await eventually(alone, 10, "the remaining process owns every partition")
+        replies = [await one.ask("counter", f"k{n}", {"id": f"d{n}"}) for n in range(8)]
+        assert replies == [2] * 8
+    finally:
+        if two is not None:
+            await two.close()
+        await one.close()
+
+
+async def test_idle_actors_leave_memory_and_reload_their_state(
+    fast: Settings, redis: Redis
+) -> None:
+    host = await started(Runtime(fast.with_values(actor_idle_timeout=0.05), redis, [Counter()]))
+    try:
+        assert [await host.ask("counter", f"k{n}", {"id": "a"}) for n in range(3)] == [1, 1, 1]
+        assert host.stats()["counter"]["actors_in_memory"] == 3
+        await asyncio.sleep(0.1)
+        await host.hosts["counter"].tick()
+        assert host.stats()["counter"]["actors_in_memory"] == 0
+        assert await host.ask("counter", "k1", {"id": "b"}) == 2  # reloaded from PostgreSQL
+        rows = await actor_rows(fast, "counter")
+        assert rows["k1"]["state"] == {"count": 2, "applied": ["a", "b"]}
+    finally:
+        await host.close()
+
+
+async def test_outbox_publishes_each_event_once_across_a_relay_crash(
+    fast: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host = await started(Runtime(fast, redis, [Counter()], relay=False))
+    try:
+        replies = [await host.ask("counter", "42", {"id": f"e{n}"}) for n in range(5)]
+        assert replies == list(range(1, 6))
+    finally:
+        await host.close()
+    publish = OutboxRelay._publish
+    calls = 0
+
+    async def killed_on_third(self: OutboxRelay, row: dict[str, Any]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise RuntimeError("relay killed mid-batch")
+        await publish(self, row)
+
+    monkeypatch.setattr(OutboxRelay, "_publish", killed_on_third)
+    with pytest.raises(RuntimeError):
+        await OutboxRelay(fast, redis).relay_once()
+    assert await redis.xlen(events_key(fast)) == 2  # published, but their rows were kept
+    monkeypatch.undo()
+
+    restarted = OutboxRelay(fast, redis)
+    assert await restarted.relay_once() == 5
+    assert restarted.published == 3  # the first two were recognised, not sent again
+    assert await restarted.relay_once() == 0
+    events = await redis.xrange(events_key(fast))
+    assert [orjson.loads(fields[b"event"]) for _, fields in events] == [
+        {"type": "counter.added", "key": "42", "count": count} for count in range(1, 6)
+    ]
