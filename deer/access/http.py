@@ -14,9 +14,9 @@ from aiohttp import web
 from pydantic import BaseModel, Field, StringConstraints, ValidationInfo, field_validator
 
 from deer import keys
+from deer.access import service
 from deer.access.models import PolicyRule
 from deer.access.policy import route_pattern
-from deer.accounts import admin
 from deer.accounts.admin_http import PageQuery, RoleCode, Strict, actor_of, path_id
 from deer.web.api import Api
 
@@ -133,10 +133,10 @@ def policy_out(row: PolicyRule) -> PolicyOut:
     response=PolicyPage,
 )
 async def list_policies(request: web.Request, query: PolicyQuery) -> PolicyPage:
-    where = admin.PolicyFilter(
+    where = service.PolicyFilter(
         ptype=query.ptype, v0=query.v0, source=query.source, removed=query.removed
     )
-    page = await admin.list_policies(query.paging, where)
+    page = await service.list_policies(query.paging, where)
     return PolicyPage(
         items=[policy_out(row) for row in page.items],
         total=page.total,
@@ -155,7 +155,7 @@ async def list_policies(request: web.Request, query: PolicyQuery) -> PolicyPage:
 )
 async def add_policy(request: web.Request, body: PolicyIn) -> PolicyOut:
     rule = (body.ptype, body.v0, body.v1, body.v2)
-    row, _ = await admin.add_policy(actor_of(request), request.app[keys.POLICIES], rule)
+    row, _ = await service.add_policy(actor_of(request), request.app[keys.POLICIES], rule)
     return policy_out(row)
 
 
@@ -166,7 +166,7 @@ async def add_policy(request: web.Request, body: PolicyIn) -> PolicyOut:
     errors=(404, 409),
 )
 async def remove_policy(request: web.Request) -> web.Response:
-    await admin.remove_policy(actor_of(request), request.app[keys.POLICIES], path_id(request))
+    await service.remove_policy(actor_of(request), request.app[keys.POLICIES], path_id(request))
     return web.Response(status=204)
 
 

@@ -24,8 +24,9 @@ from pydantic import (
 )
 
 from deer import keys
-from deer.accounts import admin
-from deer.accounts.admin import Actor, Paging
+from deer.accounts import admin_common, audit, members, org, staff
+from deer.accounts.admin_common import Paging
+from deer.accounts.audit import Actor
 from deer.accounts.http import origin_of
 from deer.accounts.models import AuditLog, Member, MemberCondition, UserStatus
 from deer.errors import NotFound
@@ -118,7 +119,7 @@ def path_id(request: web.Request) -> int:
     return int(raw)
 
 
-def _ref(ref: admin.Ref | None) -> AdminRef | None:
+def _ref(ref: admin_common.Ref | None) -> AdminRef | None:
     return AdminRef(id=ref.id, name=ref.name) if ref is not None else None
 
 
@@ -191,7 +192,7 @@ class AdminUserPage(BaseModel):
     size: int
 
 
-def user_out(view: admin.UserView) -> AdminUser:
+def user_out(view: staff.UserView) -> AdminUser:
     user = view.user
     return AdminUser(
         id=user.id,
@@ -217,14 +218,14 @@ def user_out(view: admin.UserView) -> AdminUser:
     response=AdminUserPage,
 )
 async def list_users(request: web.Request, query: UserQuery) -> AdminUserPage:
-    where = admin.UserFilter(
+    where = staff.UserFilter(
         q=query.q,
         department_id=query.department_id,
         include_subdepartments=query.include_subdepartments,
         role=query.role,
         status=query.status,
     )
-    page = await admin.list_users(principal_of(request), query.paging, where)
+    page = await staff.list_users(principal_of(request), query.paging, where)
     return AdminUserPage(
         items=[user_out(view) for view in page.items],
         total=page.total,
@@ -242,7 +243,7 @@ async def list_users(request: web.Request, query: UserQuery) -> AdminUserPage:
     errors=(409,),
 )
 async def create_user(request: web.Request, body: UserIn) -> AdminUser:
-    new = admin.NewUser(
+    new = staff.NewUser(
         username=body.username,
         name=body.name,
         password=body.password,
@@ -252,12 +253,12 @@ async def create_user(request: web.Request, body: UserIn) -> AdminUser:
         position_id=body.position_id,
         roles=tuple(body.roles),
     )
-    return user_out(await admin.create_user(actor_of(request), new))
+    return user_out(await staff.create_user(actor_of(request), new))
 
 
 @api.get(f"/api/admin/users/{ID}", summary="One staff user", response=AdminUser, errors=(404,))
 async def get_user(request: web.Request) -> AdminUser:
-    return user_out(await admin.get_user(principal_of(request), path_id(request)))
+    return user_out(await staff.get_user(principal_of(request), path_id(request)))
 
 
 @api.patch(
@@ -268,8 +269,8 @@ async def get_user(request: web.Request) -> AdminUser:
     errors=(404, 409),
 )
 async def update_user(request: web.Request, body: UserPatch) -> AdminUser:
-    wanted = cast(admin.UserChanges, body.model_dump(exclude_unset=True))
-    view = await admin.update_user(
+    wanted = cast(staff.UserChanges, body.model_dump(exclude_unset=True))
+    view = await staff.update_user(
         actor_of(request), request.app[keys.SESSIONS], path_id(request), wanted
     )
     return user_out(view)
@@ -283,7 +284,7 @@ async def update_user(request: web.Request, body: UserPatch) -> AdminUser:
     errors=(404, 409),
 )
 async def replace_roles(request: web.Request, body: RolesIn) -> AdminUser:
-    view = await admin.replace_roles(
+    view = await staff.replace_roles(
         actor_of(request), request.app[keys.SESSIONS], path_id(request), body.roles
     )
     return user_out(view)
@@ -296,7 +297,7 @@ async def replace_roles(request: web.Request, body: RolesIn) -> AdminUser:
     errors=(404, 409),
 )
 async def disable_user(request: web.Request) -> AdminUser:
-    view = await admin.disable_user(actor_of(request), request.app[keys.SESSIONS], path_id(request))
+    view = await staff.disable_user(actor_of(request), request.app[keys.SESSIONS], path_id(request))
     return user_out(view)
 
 
@@ -307,7 +308,7 @@ async def disable_user(request: web.Request) -> AdminUser:
     errors=(404,),
 )
 async def enable_user(request: web.Request) -> AdminUser:
-    return user_out(await admin.enable_user(actor_of(request), path_id(request)))
+    return user_out(await staff.enable_user(actor_of(request), path_id(request)))
 
 
 @api.post(
@@ -318,7 +319,7 @@ async def enable_user(request: web.Request) -> AdminUser:
     errors=(404,),
 )
 async def reset_password(request: web.Request, body: PasswordResetIn) -> web.Response:
-    await admin.reset_password(
+    await staff.reset_password(
         actor_of(request), request.app[keys.SESSIONS], path_id(request), body.password
     )
     return web.Response(status=204)
@@ -375,7 +376,7 @@ class AdminDepartmentTree(BaseModel):
     items: list[AdminDepartmentNode] = Field(description="the top-level departments")
 
 
-def department_out(view: admin.DepartmentView) -> AdminDepartment:
+def department_out(view: org.DepartmentView) -> AdminDepartment:
     return AdminDepartment(
         id=view.id,
         name=view.name,
@@ -387,7 +388,7 @@ def department_out(view: admin.DepartmentView) -> AdminDepartment:
     )
 
 
-def node_out(node: admin.DepartmentNode) -> AdminDepartmentNode:
+def node_out(node: org.DepartmentNode) -> AdminDepartmentNode:
     return AdminDepartmentNode(
         **department_out(node.department).model_dump(),
         children=[node_out(child) for child in node.children],
@@ -401,7 +402,7 @@ def node_out(node: admin.DepartmentNode) -> AdminDepartmentNode:
     response=AdminDepartmentPage,
 )
 async def list_departments(request: web.Request, query: DepartmentQuery) -> AdminDepartmentPage:
-    page = await admin.list_departments(query.paging, query.q, query.parent_id)
+    page = await org.list_departments(query.paging, query.q, query.parent_id)
     return AdminDepartmentPage(
         items=[department_out(view) for view in page.items],
         total=page.total,
@@ -416,7 +417,7 @@ async def list_departments(request: web.Request, query: DepartmentQuery) -> Admi
     response=AdminDepartmentTree,
 )
 async def department_tree(request: web.Request) -> AdminDepartmentTree:
-    return AdminDepartmentTree(items=[node_out(node) for node in await admin.department_tree()])
+    return AdminDepartmentTree(items=[node_out(node) for node in await org.department_tree()])
 
 
 @api.get(
@@ -426,7 +427,7 @@ async def department_tree(request: web.Request) -> AdminDepartmentTree:
     errors=(404,),
 )
 async def get_department(request: web.Request) -> AdminDepartment:
-    return department_out(await admin.get_department(path_id(request)))
+    return department_out(await org.get_department(path_id(request)))
 
 
 @api.post(
@@ -438,7 +439,7 @@ async def get_department(request: web.Request) -> AdminDepartment:
     errors=(409,),
 )
 async def create_department(request: web.Request, body: DepartmentIn) -> AdminDepartment:
-    view = await admin.create_department(
+    view = await org.create_department(
         actor_of(request), body.name, body.parent_id, body.manager_id, body.sort
     )
     return department_out(view)
@@ -452,10 +453,8 @@ async def create_department(request: web.Request, body: DepartmentIn) -> AdminDe
     errors=(404, 409),
 )
 async def update_department(request: web.Request, body: DepartmentPatch) -> AdminDepartment:
-    wanted = cast(admin.DepartmentChanges, body.model_dump(exclude_unset=True))
-    return department_out(
-        await admin.update_department(actor_of(request), path_id(request), wanted)
-    )
+    wanted = cast(org.DepartmentChanges, body.model_dump(exclude_unset=True))
+    return department_out(await org.update_department(actor_of(request), path_id(request), wanted))
 
 
 @api.delete(
@@ -465,7 +464,7 @@ async def update_department(request: web.Request, body: DepartmentPatch) -> Admi
     errors=(404, 409),
 )
 async def delete_department(request: web.Request) -> web.Response:
-    await admin.delete_department(actor_of(request), path_id(request))
+    await org.delete_department(actor_of(request), path_id(request))
     return web.Response(status=204)
 
 
@@ -507,7 +506,7 @@ class AdminPositionPage(BaseModel):
     size: int
 
 
-def position_out(view: admin.PositionView) -> AdminPosition:
+def position_out(view: org.PositionView) -> AdminPosition:
     return AdminPosition(
         id=view.id,
         name=view.name,
@@ -525,7 +524,7 @@ def position_out(view: admin.PositionView) -> AdminPosition:
     response=AdminPositionPage,
 )
 async def list_positions(request: web.Request, query: PositionQuery) -> AdminPositionPage:
-    page = await admin.list_positions(query.paging, query.q, query.department_id)
+    page = await org.list_positions(query.paging, query.q, query.department_id)
     return AdminPositionPage(
         items=[position_out(view) for view in page.items],
         total=page.total,
@@ -538,7 +537,7 @@ async def list_positions(request: web.Request, query: PositionQuery) -> AdminPos
     f"/api/admin/positions/{ID}", summary="One position", response=AdminPosition, errors=(404,)
 )
 async def get_position(request: web.Request) -> AdminPosition:
-    return position_out(await admin.get_position(path_id(request)))
+    return position_out(await org.get_position(path_id(request)))
 
 
 @api.post(
@@ -549,7 +548,7 @@ async def get_position(request: web.Request) -> AdminPosition:
     status=201,
 )
 async def create_position(request: web.Request, body: PositionIn) -> AdminPosition:
-    view = await admin.create_position(
+    view = await org.create_position(
         actor_of(request), body.name, body.department_id, body.headcount
     )
     return position_out(view)
@@ -563,8 +562,8 @@ async def create_position(request: web.Request, body: PositionIn) -> AdminPositi
     errors=(404,),
 )
 async def update_position(request: web.Request, body: PositionPatch) -> AdminPosition:
-    wanted = cast(admin.PositionChanges, body.model_dump(exclude_unset=True))
-    return position_out(await admin.update_position(actor_of(request), path_id(request), wanted))
+    wanted = cast(org.PositionChanges, body.model_dump(exclude_unset=True))
+    return position_out(await org.update_position(actor_of(request), path_id(request), wanted))
 
 
 @api.delete(
@@ -574,7 +573,7 @@ async def update_position(request: web.Request, body: PositionPatch) -> AdminPos
     errors=(404, 409),
 )
 async def delete_position(request: web.Request) -> web.Response:
-    await admin.delete_position(actor_of(request), path_id(request))
+    await org.delete_position(actor_of(request), path_id(request))
     return web.Response(status=204)
 
 
@@ -605,7 +604,7 @@ class AdminRolePage(BaseModel):
     size: int
 
 
-def role_out(view: admin.RoleView) -> AdminRole:
+def role_out(view: org.RoleView) -> AdminRole:
     role = view.role
     return AdminRole(
         id=role.id, code=role.code, name=role.name, builtin=role.builtin, user_count=view.user_count
@@ -619,7 +618,7 @@ def role_out(view: admin.RoleView) -> AdminRole:
     response=AdminRolePage,
 )
 async def list_roles(request: web.Request, query: PageQuery) -> AdminRolePage:
-    page = await admin.list_roles(query.paging)
+    page = await org.list_roles(query.paging)
     return AdminRolePage(
         items=[role_out(view) for view in page.items],
         total=page.total,
@@ -630,7 +629,7 @@ async def list_roles(request: web.Request, query: PageQuery) -> AdminRolePage:
 
 @api.get(f"/api/admin/roles/{ID}", summary="One role", response=AdminRole, errors=(404,))
 async def get_role(request: web.Request) -> AdminRole:
-    return role_out(await admin.get_role(path_id(request)))
+    return role_out(await org.get_role(path_id(request)))
 
 
 @api.post(
@@ -642,7 +641,7 @@ async def get_role(request: web.Request) -> AdminRole:
     errors=(409,),
 )
 async def create_role(request: web.Request, body: RoleIn) -> AdminRole:
-    return role_out(await admin.create_role(actor_of(request), body.code, body.name))
+    return role_out(await org.create_role(actor_of(request), body.code, body.name))
 
 
 @api.patch(
@@ -653,7 +652,7 @@ async def create_role(request: web.Request, body: RoleIn) -> AdminRole:
     errors=(404,),
 )
 async def rename_role(request: web.Request, body: RolePatch) -> AdminRole:
-    return role_out(await admin.rename_role(actor_of(request), path_id(request), body.name))
+    return role_out(await org.rename_role(actor_of(request), path_id(request), body.name))
 
 
 @api.delete(
@@ -663,7 +662,7 @@ async def rename_role(request: web.Request, body: RolePatch) -> AdminRole:
     errors=(404, 409),
 )
 async def delete_role(request: web.Request) -> web.Response:
-    await admin.delete_role(actor_of(request), request.app[keys.POLICIES], path_id(request))
+    await org.delete_role(actor_of(request), request.app[keys.POLICIES], path_id(request))
     return web.Response(status=204)
 
 
@@ -733,7 +732,7 @@ def member_out(member: Member) -> AdminMember:
     response=AdminMemberPage,
 )
 async def list_members(request: web.Request, query: MemberQuery) -> AdminMemberPage:
-    page = await admin.list_members(query.paging, query.q, query.condition)
+    page = await members.list_members(query.paging, query.q, query.condition)
     return AdminMemberPage(
         items=[member_out(member) for member in page.items],
         total=page.total,
@@ -744,7 +743,7 @@ async def list_members(request: web.Request, query: MemberQuery) -> AdminMemberP
 
 @api.get(f"/api/admin/members/{ID}", summary="One member", response=AdminMember, errors=(404,))
 async def get_member(request: web.Request) -> AdminMember:
-    return member_out(await admin.get_member(path_id(request)))
+    return member_out(await members.get_member(path_id(request)))
 
 
 @api.patch(
@@ -755,8 +754,8 @@ async def get_member(request: web.Request) -> AdminMember:
     errors=(404,),
 )
 async def update_member(request: web.Request, body: MemberPatch) -> AdminMember:
-    wanted = cast(admin.MemberChanges, body.model_dump(exclude_unset=True))
-    member = await admin.update_member(
+    wanted = cast(members.MemberChanges, body.model_dump(exclude_unset=True))
+    member = await members.update_member(
         actor_of(request), request.app[keys.SESSIONS], path_id(request), wanted
     )
     return member_out(member)
@@ -834,7 +833,7 @@ def audit_out(row: AuditLog) -> AuditEntry:
     response=AuditPage,
 )
 async def list_audit(request: web.Request, query: AuditQuery) -> AuditPage:
-    where = admin.AuditFilter(
+    where = audit.AuditFilter(
         actor_id=query.actor_id,
         actor_kind=query.actor_kind,
         action=query.action,
@@ -844,7 +843,7 @@ async def list_audit(request: web.Request, query: AuditQuery) -> AuditPage:
         since=query.since,
         until=query.until,
     )
-    page = await admin.list_audit(query.paging, where)
+    page = await audit.list_audit(query.paging, where)
     return AuditPage(
         items=[audit_out(row) for row in page.items],
         total=page.total,
