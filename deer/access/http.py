@@ -17,7 +17,7 @@ from deer import keys
 from deer.access import service
 from deer.access.models import PolicyRule
 from deer.access.policy import route_pattern
-from deer.accounts.admin_http import PageQuery, RoleCode, Strict, actor_of, path_id
+from deer.accounts.admin_common_http import PageQuery, RoleCode, Strict, actor_of, path_id
 from deer.web.api import Api
 
 api = Api(tags=["access"])
