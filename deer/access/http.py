@@ -17,7 +17,14 @@ from deer import keys
 from deer.access import service
 from deer.access.models import PolicyRule
 from deer.access.policy import route_pattern
-from deer.accounts.admin_common_http import PageQuery, RoleCode, Strict, actor_of, path_id
+from deer.accounts.admin_common_http import (
+    PageQuery,
+    RoleCode,
+    Strict,
+    actor_of,
+    page_out,
+    path_id,
+)
 from deer.web.api import Api
 
 api = Api(tags=["access"])
@@ -137,12 +144,7 @@ async def list_policies(request: web.Request, query: PolicyQuery) -> PolicyPage:
         ptype=query.ptype, v0=query.v0, source=query.source, removed=query.removed
     )
     page = await service.list_policies(query.paging, where)
-    return PolicyPage(
-        items=[policy_out(row) for row in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(PolicyPage, page, policy_out)
 
 
 @api.post(

@@ -9,12 +9,13 @@ department subtree only. Every write is in the audit log.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Final
+from collections.abc import Callable
+from typing import Annotated, Any, Final, TypeVar
 
 from aiohttp import web
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from deer.accounts.admin_common import Paging, Ref
+from deer.accounts.admin_common import Page, Paging, Ref
 from deer.accounts.audit import Actor
 from deer.accounts.http import origin_of
 from deer.errors import NotFound
@@ -25,6 +26,9 @@ MAX_PAGE: Final = 100_000
 ID: Final = "{id}"
 DIGITS: Final = re.compile(r"[0-9]{1,19}")
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+T = TypeVar("T")
+P = TypeVar("P", bound=BaseModel)
 
 
 def _printable(value: str) -> str:
@@ -85,3 +89,13 @@ def path_id(request: web.Request) -> int:
 
 def ref_out(ref: Ref | None) -> AdminRef | None:
     return AdminRef(id=ref.id, name=ref.name) if ref is not None else None
+
+
+def page_out(model: type[P], page: Page[T], item_out: Callable[[T], Any]) -> P:
+    """A service's page as the response model `model` (`items`, `total`, `page`, `size`)."""
+    return model(
+        items=[item_out(item) for item in page.items],
+        total=page.total,
+        page=page.page,
+        size=page.size,
+    )

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from deer.accounts import audit
-from deer.accounts.admin_common_http import Id, PageQuery
+from deer.accounts.admin_common_http import Id, PageQuery, page_out
 from deer.accounts.models import AuditLog
 from deer.web.api import Api
 
@@ -103,9 +103,4 @@ async def list_audit(request: web.Request, query: AuditQuery) -> AuditPage:
         until=query.until,
     )
     page = await audit.list_audit(query.paging, where)
-    return AuditPage(
-        items=[audit_out(row) for row in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(AuditPage, page, audit_out)

@@ -17,6 +17,7 @@ from deer.accounts.admin_common_http import (
     Search,
     Strict,
     actor_of,
+    page_out,
     path_id,
     reject_null,
 )
@@ -95,12 +96,7 @@ def member_out(member: Member) -> AdminMember:
 )
 async def list_members(request: web.Request, query: MemberQuery) -> AdminMemberPage:
     page = await members.list_members(query.paging, query.q, query.condition)
-    return AdminMemberPage(
-        items=[member_out(member) for member in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(AdminMemberPage, page, member_out)
 
 
 @api.get(f"/api/admin/members/{ID}", summary="One member", response=AdminMember, errors=(404,))

@@ -28,6 +28,7 @@ from deer.accounts.admin_common import (
     lock_policies,
     locked_row,
     paged,
+    paged_values,
     refs,
     violation,
 )
@@ -77,18 +78,23 @@ class DepartmentChanges(TypedDict, total=False):
 DEPARTMENT_COLUMNS: Final = ("id", "name", "parent_id", "manager_id", "sort", "created_at")
 
 
+async def _users_per(column: str, ids: list[int]) -> dict[int, int]:
+    """How many users each of these departments or positions (`column`) has; absent: none."""
+    if not ids:
+        return {}
+    counted = (
+        await User.filter(**{f"{column}__in": ids})
+        .annotate(n=Count("id"))
+        .group_by(column)
+        .values_list(column, "n")
+    )
+    return {int(row_id): int(n) for row_id, n in counted}
+
+
 async def _department_views(rows: Sequence[dict[str, Any]]) -> list[DepartmentView]:
     ids = [int(row["id"]) for row in rows]
     managers = await refs(User, (row["manager_id"] for row in rows))
-    counts: dict[int, int] = {}
-    if ids:
-        counted = (
-            await User.filter(department_id__in=ids)
-            .annotate(n=Count("id"))
-            .group_by("department_id")
-            .values_list("department_id", "n")
-        )
-        counts = {int(department_id): int(n) for department_id, n in counted}
+    counts = await _users_per("department_id", ids)
     return [
         DepartmentView(
             id=int(row["id"]),
@@ -132,13 +138,7 @@ async def list_departments(
         query = query.filter(name__icontains=q)
     if parent_id is not None:
         query = query.filter(parent_id=parent_id)
-    total = await query.count()
-    rows = (
-        await query.order_by("sort", "id")
-        .offset(paging.offset)
-        .limit(paging.size)
-        .values(*DEPARTMENT_COLUMNS)
-    )
+    rows, total = await paged_values(query, paging, DEPARTMENT_COLUMNS, "sort", "id")
     return Page(await _department_views(rows), total, paging.page, paging.size)
 
 
@@ -248,15 +248,7 @@ POSITION_COLUMNS: Final = ("id", "name", "department_id", "headcount", "created_
 async def _position_views(rows: Sequence[dict[str, Any]]) -> list[PositionView]:
     ids = [int(row["id"]) for row in rows]
     departments = await refs(Department, (row["department_id"] for row in rows))
-    counts: dict[int, int] = {}
-    if ids:
-        counted = (
-            await User.filter(position_id__in=ids)
-            .annotate(n=Count("id"))
-            .group_by("position_id")
-            .values_list("position_id", "n")
-        )
-        counts = {int(position_id): int(n) for position_id, n in counted}
+    counts = await _users_per("position_id", ids)
     return [
         PositionView(
             id=int(row["id"]),
@@ -278,13 +270,7 @@ async def list_positions(
         query = query.filter(name__icontains=q)
     if department_id is not None:
         query = query.filter(department_id=department_id)
-    total = await query.count()
-    rows = (
-        await query.order_by("id")
-        .offset(paging.offset)
-        .limit(paging.size)
-        .values(*POSITION_COLUMNS)
-    )
+    rows, total = await paged_values(query, paging, POSITION_COLUMNS, "id")
     return Page(await _position_views(rows), total, paging.page, paging.size)
 
 

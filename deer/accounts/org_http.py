@@ -21,6 +21,7 @@ from deer.accounts.admin_common_http import (
     Search,
     Strict,
     actor_of,
+    page_out,
     path_id,
     ref_out,
     reject_null,
@@ -111,12 +112,7 @@ def node_out(node: org.DepartmentNode) -> AdminDepartmentNode:
 )
 async def list_departments(request: web.Request, query: DepartmentQuery) -> AdminDepartmentPage:
     page = await org.list_departments(query.paging, query.q, query.parent_id)
-    return AdminDepartmentPage(
-        items=[department_out(view) for view in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(AdminDepartmentPage, page, department_out)
 
 
 @api.get(
@@ -233,12 +229,7 @@ def position_out(view: org.PositionView) -> AdminPosition:
 )
 async def list_positions(request: web.Request, query: PositionQuery) -> AdminPositionPage:
     page = await org.list_positions(query.paging, query.q, query.department_id)
-    return AdminPositionPage(
-        items=[position_out(view) for view in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(AdminPositionPage, page, position_out)
 
 
 @api.get(
@@ -327,12 +318,7 @@ def role_out(view: org.RoleView) -> AdminRole:
 )
 async def list_roles(request: web.Request, query: PageQuery) -> AdminRolePage:
     page = await org.list_roles(query.paging)
-    return AdminRolePage(
-        items=[role_out(view) for view in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(AdminRolePage, page, role_out)
 
 
 @api.get(f"/api/admin/roles/{ID}", summary="One role", response=AdminRole, errors=(404,))

@@ -22,6 +22,7 @@ from deer.accounts.admin_common_http import (
     Search,
     Strict,
     actor_of,
+    page_out,
     path_id,
     ref_out,
     reject_null,
@@ -151,12 +152,7 @@ async def list_users(request: web.Request, query: UserQuery) -> AdminUserPage:
         status=query.status,
     )
     page = await staff.list_users(principal_of(request), query.paging, where)
-    return AdminUserPage(
-        items=[user_out(view) for view in page.items],
-        total=page.total,
-        page=page.page,
-        size=page.size,
-    )
+    return page_out(AdminUserPage, page, user_out)
 
 
 @api.post(
