@@ -1,5 +1,6 @@
 """Callers for API tests: staff and members made directly in the database, signed in through
-`POST /api/auth/login` like any client, and a compact way to call the API with their token.
+`POST /api/auth/login` like any client, bearer headers, and a compact way to call the API
+with their token.
 
 Use inside a test that holds the `client` fixture (the app's database is open then).
 """
@@ -78,13 +79,20 @@ async def login(
     return response.status, payload
 
 
+async def sign_in_tokens(
+    client: TestClient[Any, Any], account: str, password: str = PASSWORD, kind: str | None = None
+) -> dict[str, Any]:
+    """The body of a successful sign-in: the token pair and who signed in."""
+    status, body = await login(client, account, password, kind)
+    assert status == 200, body
+    return body
+
+
 async def sign_in(
     client: TestClient[Any, Any], username: str, password: str = PASSWORD, kind: str | None = None
 ) -> str:
     """The access token of a successful sign-in."""
-    status, body = await login(client, username, password, kind)
-    assert status == 200, body
-    token: str = body["access_token"]
+    token: str = (await sign_in_tokens(client, username, password, kind))["access_token"]
     return token
 
 

@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from deer.accounts.models import AuditLog, Member, MemberCondition, User
 from deer.accounts.passwords import verify_password
-from tests.people import PASSWORD, bearer, create_member, create_staff, sign_in
+from tests.auth_helpers import PASSWORD, bearer, make_member, make_staff, sign_in_tokens
 
 
 async def register(client: TestClient[Any, Any], **body: Any) -> Any:
@@ -32,7 +32,7 @@ async def test_register_makes_a_signed_in_member(client: TestClient[Any, Any]) -
 
 
 async def test_register_refuses_a_taken_mobile(client: TestClient[Any, Any]) -> None:
-    await create_member("13912345678")
+    await make_member("13912345678")
     response = await register(client, mobile="13912345678", password="longer-pass-1", name="x")
     assert response.status == 409
     assert (await response.json())["error"]["code"] == "mobile_taken"
@@ -55,9 +55,9 @@ async def test_register_validates_fields(client: TestClient[Any, Any]) -> None:
 
 
 async def test_staff_sign_in_by_username_or_mobile(client: TestClient[Any, Any]) -> None:
-    user = await create_staff("li.na", "sales", mobile="13800000001")
-    by_name = await sign_in(client, "li.na")
-    by_mobile = await sign_in(client, "13800000001")
+    user = await make_staff("li.na", ["sales"], mobile="13800000001")
+    by_name = await sign_in_tokens(client, "li.na")
+    by_mobile = await sign_in_tokens(client, "13800000001")
     assert by_name["user"]["id"] == by_mobile["user"]["id"] == user.id
     assert by_name["user"]["roles"] == ["sales"]
     await user.refresh_from_db()
@@ -66,8 +66,8 @@ async def test_staff_sign_in_by_username_or_mobile(client: TestClient[Any, Any])
 
 
 async def test_member_sign_in_by_mobile(client: TestClient[Any, Any]) -> None:
-    member = await create_member("13700000002")
-    body = await sign_in(client, "13700000002", kind="member")
+    member = await make_member("13700000002")
+    body = await sign_in_tokens(client, "13700000002", kind="member")
     assert body["user"] == {
         "kind": "member",
         "id": member.id,
@@ -88,7 +88,7 @@ async def test_member_sign_in_by_mobile(client: TestClient[Any, Any]) -> None:
 async def test_wrong_password_and_unknown_account_look_the_same(
     client: TestClient[Any, Any],
 ) -> None:
-    await create_staff("li.na", "sales")
+    await make_staff("li.na", ["sales"])
     wrong = await client.post("/api/auth/login", json={"account": "li.na", "password": "nope-nope"})
     unknown = await client.post("/api/auth/login", json={"account": "ghost", "password": "x"})
     assert wrong.status == unknown.status == 401
@@ -101,22 +101,22 @@ async def test_wrong_password_and_unknown_account_look_the_same(
 async def test_frozen_member_and_disabled_staff_cannot_sign_in(
     client: TestClient[Any, Any],
 ) -> None:
-    member = await create_member("13700000002")
+    member = await make_member("13700000002")
     await Member.filter(id=member.id).update(condition=MemberCondition.FROZEN)
     frozen = await client.post(
         "/api/auth/login", json={"account": "13700000002", "password": PASSWORD}
     )
     assert frozen.status == 403
     assert (await frozen.json())["error"]["code"] == "account_disabled"
-    user = await create_staff("li.na", "sales")
+    user = await make_staff("li.na", ["sales"])
     await User.filter(id=user.id).update(status="disabled")
     disabled = await client.post("/api/auth/login", json={"account": "li.na", "password": PASSWORD})
     assert disabled.status == 403
 
 
 async def test_refresh_rotates_and_keeps_roles_current(client: TestClient[Any, Any]) -> None:
-    await create_staff("li.na", "sales")
-    first = await sign_in(client, "li.na")
+    await make_staff("li.na", ["sales"])
+    first = await sign_in_tokens(client, "li.na")
     response = await client.post(
         "/api/auth/refresh", json={"refresh_token": first["refresh_token"]}
     )
@@ -132,9 +132,9 @@ async def test_refresh_rotates_and_keeps_roles_current(client: TestClient[Any, A
 
 
 async def test_logout_ends_access_and_refresh(client: TestClient[Any, Any]) -> None:
-    await create_staff("li.na", "sales")
-    tokens = await sign_in(client, "li.na")
-    other = await sign_in(client, "li.na")  # another device stays signed in
+    await make_staff("li.na", ["sales"])
+    tokens = await sign_in_tokens(client, "li.na")
+    other = await sign_in_tokens(client, "li.na")  # another device stays signed in
     assert (
         await client.post("/api/auth/logout", headers=bearer(tokens["access_token"]))
     ).status == 204
@@ -148,9 +148,9 @@ async def test_logout_ends_access_and_refresh(client: TestClient[Any, Any]) -> N
 
 
 async def test_password_change_ends_every_other_session(client: TestClient[Any, Any]) -> None:
-    await create_staff("li.na", "sales")
-    phone = await sign_in(client, "li.na")
-    laptop = await sign_in(client, "li.na")
+    await make_staff("li.na", ["sales"])
+    phone = await sign_in_tokens(client, "li.na")
+    laptop = await sign_in_tokens(client, "li.na")
     response = await client.post(
         "/api/auth/password",
         headers=bearer(laptop["access_token"]),
@@ -166,7 +166,7 @@ async def test_password_change_ends_every_other_session(client: TestClient[Any, 
         )
         assert refresh.status == 401
     assert (await client.get("/api/auth/me", headers=bearer(fresh["access_token"]))).status == 200
-    await sign_in(client, "li.na", "brand-new-pass-2")
+    await sign_in_tokens(client, "li.na", "brand-new-pass-2")
     old_password = await client.post(
         "/api/auth/login", json={"account": "li.na", "password": PASSWORD}
     )
@@ -174,8 +174,8 @@ async def test_password_change_ends_every_other_session(client: TestClient[Any, 
 
 
 async def test_password_change_needs_the_current_password(client: TestClient[Any, Any]) -> None:
-    user = await create_staff("li.na", "sales")
-    tokens = await sign_in(client, "li.na")
+    user = await make_staff("li.na", ["sales"])
+    tokens = await sign_in_tokens(client, "li.na")
     before = (await User.get(id=user.id)).password_hash
     wrong = await client.post(
         "/api/auth/password",
@@ -197,9 +197,9 @@ async def test_password_change_needs_the_current_password(client: TestClient[Any
 async def test_a_username_that_looks_like_a_mobile_wins_over_a_mobile(
     client: TestClient[Any, Any],
 ) -> None:
-    named = await create_staff("13800000009", "sales")
-    await create_staff("other", "ops", mobile="13800000009")
-    body = await sign_in(client, "13800000009")
+    named = await make_staff("13800000009", ["sales"])
+    await make_staff("other", ["ops"], mobile="13800000009")
+    body = await sign_in_tokens(client, "13800000009")
     assert body["user"]["id"] == named.id
 
 

@@ -14,13 +14,13 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from config.settings import Settings
 from deer.app import create_app
-from tests.people import bearer, create_staff, sign_in
+from tests.auth_helpers import bearer, make_staff, sign_in_tokens
 
 
 @pytest.fixture
 async def boss(client: TestClient[Any, Any]) -> dict[str, Any]:
-    await create_staff("boss", "admin")
-    return await sign_in(client, "boss")
+    await make_staff("boss", ["admin"])
+    return await sign_in_tokens(client, "boss")
 
 
 async def me(client: TestClient[Any, Any], token: str) -> tuple[int, dict[str, Any]]:
@@ -181,8 +181,8 @@ async def test_rs256_key_pair(aiohttp_client: Any, settings: Settings, tmp_path:
         jwt_algorithm="RS256", jwt_private_key_file=private, jwt_public_key_file=public
     )
     client: TestClient[Any, Any] = await aiohttp_client(create_app(rs_settings))
-    await create_staff("boss", "admin")
-    tokens = await sign_in(client, "boss")
+    await make_staff("boss", ["admin"])
+    tokens = await sign_in_tokens(client, "boss")
     assert jwt.get_unverified_header(tokens["access_token"])["alg"] == "RS256"
     assert (await me(client, tokens["access_token"]))[0] == 200
     # Algorithm confusion: an HS256 token keyed with the public key is refused.

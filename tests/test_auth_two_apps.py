@@ -12,7 +12,7 @@ from config.settings import Settings
 from deer import keys
 from deer.accounts.models import User
 from deer.app import create_app
-from tests.people import PASSWORD, bearer, create_staff, sign_in
+from tests.auth_helpers import PASSWORD, bearer, make_staff, sign_in_tokens
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ async def pair(
 ) -> tuple[TestClient[Any, Any], TestClient[Any, Any]]:
     first: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
     second: TestClient[Any, Any] = await aiohttp_client(create_app(settings))
-    await create_staff("li.na", "sales")
+    await make_staff("li.na", ["sales"])
     return first, second
 
 
@@ -35,7 +35,7 @@ async def test_logout_on_one_is_seen_by_the_other(
     pair: tuple[TestClient[Any, Any], TestClient[Any, Any]],
 ) -> None:
     a, b = pair
-    tokens = await sign_in(a, "li.na")
+    tokens = await sign_in_tokens(a, "li.na")
     assert await status_of_me(b, tokens["access_token"]) == (200, None)
     await a.post("/api/auth/logout", headers=bearer(tokens["access_token"]))
     assert await status_of_me(b, tokens["access_token"]) == (401, "token_revoked")
@@ -47,7 +47,7 @@ async def test_refresh_reuse_is_detected_across_instances(
     pair: tuple[TestClient[Any, Any], TestClient[Any, Any]],
 ) -> None:
     a, b = pair
-    tokens = await sign_in(a, "li.na")
+    tokens = await sign_in_tokens(a, "li.na")
     rotated = await (
         await a.post("/api/auth/refresh", json={"refresh_token": tokens["refresh_token"]})
     ).json()
@@ -60,8 +60,8 @@ async def test_password_change_on_one_ends_sessions_on_the_other(
     pair: tuple[TestClient[Any, Any], TestClient[Any, Any]],
 ) -> None:
     a, b = pair
-    on_a = await sign_in(a, "li.na")
-    on_b = await sign_in(b, "li.na")
+    on_a = await sign_in_tokens(a, "li.na")
+    on_b = await sign_in_tokens(b, "li.na")
     changed = await b.post(
         "/api/auth/password",
         headers=bearer(on_b["access_token"]),
@@ -75,7 +75,7 @@ async def test_disabling_on_one_stops_the_token_on_the_other_at_once(
     pair: tuple[TestClient[Any, Any], TestClient[Any, Any]],
 ) -> None:
     a, b = pair
-    tokens = await sign_in(a, "li.na")
+    tokens = await sign_in_tokens(a, "li.na")
     user = await User.get(username="li.na")
     await User.filter(id=user.id).update(status="disabled")
     await b.app[keys.SESSIONS].end_all_sessions("staff", user.id)  # what disabling does
@@ -89,7 +89,7 @@ async def test_a_lost_redis_generation_falls_back_to_the_database(
     pair: tuple[TestClient[Any, Any], TestClient[Any, Any]], settings: Settings
 ) -> None:
     a, b = pair
-    tokens = await sign_in(a, "li.na")
+    tokens = await sign_in_tokens(a, "li.na")
     user = await User.get(username="li.na")
     await a.app[keys.SESSIONS].end_all_sessions("staff", user.id)
     await a.app[keys.REDIS].delete(f"{settings.redis_namespace}:auth:gen:staff:{user.id}")

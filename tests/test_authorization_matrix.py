@@ -15,7 +15,7 @@ from deer import keys
 from deer.accounts.models import Member
 from deer.accounts.tokens import Subject
 from deer.web.api import endpoint_of
-from tests.people import bearer, create_member, create_staff
+from tests.auth_helpers import bearer, make_member, make_staff
 
 ROLES: Final = ("admin", "sales_manager", "sales", "ops", "member")
 CALLERS: Final = ("anonymous", *ROLES)
@@ -105,8 +105,8 @@ async def token_for(app: web.Application, caller: str, ids: dict[str, int]) -> s
 
 @pytest.fixture
 async def ids() -> dict[str, int]:
-    found = {role: (await create_staff(f"walker_{role}", role)).id for role in ROLES[:-1]}
-    found["member"] = (await create_member("13600000000")).id
+    found = {role: (await make_staff(f"walker_{role}", [role])).id for role in ROLES[:-1]}
+    found["member"] = (await make_member("13600000000")).id
     return found
 
 

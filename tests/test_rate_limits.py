@@ -9,7 +9,7 @@ from aiohttp.test_utils import TestClient
 
 from config.settings import Settings
 from deer.accounts.models import Member
-from tests.people import PASSWORD, create_staff
+from tests.auth_helpers import PASSWORD, make_staff
 
 
 async def attempt(client: TestClient[Any, Any], account: str, password: str) -> Any:
@@ -20,7 +20,7 @@ async def test_fifty_concurrent_wrong_passwords_on_one_account(
     client: TestClient[Any, Any], settings: Settings
 ) -> None:
     assert settings.login_failures_per_account == 5
-    await create_staff("li.na", "sales")
+    await make_staff("li.na", ["sales"])
     responses = await asyncio.gather(*(attempt(client, "li.na", "wrong-pass") for _ in range(50)))
     statuses = sorted(r.status for r in responses)
     assert statuses == [401] * 5 + [429] * 45
@@ -32,7 +32,7 @@ async def test_fifty_concurrent_wrong_passwords_on_one_account(
 
 
 async def test_successes_do_not_count(client: TestClient[Any, Any]) -> None:
-    await create_staff("li.na", "sales")
+    await make_staff("li.na", ["sales"])
     for _ in range(4):
         assert (await attempt(client, "li.na", "wrong-pass")).status == 401
     for _ in range(10):

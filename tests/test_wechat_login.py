@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from config.settings import Settings
 from deer.accounts.models import AuditLog, Member
 from deer.app import create_app
+from tests.auth_helpers import bearer
 from tests.fakes.wechat import FakeWechat, wechat_fixture  # noqa: F401 - the fixture
-from tests.people import bearer
 
 
 @pytest.fixture
