@@ -2,7 +2,9 @@
 `POST /api/auth/login` like any client, bearer headers, and a compact way to call the API
 with their token.
 
-Use inside a test that holds the `client` fixture (the app's database is open then).
+Use inside a test that holds the `client` fixture (the app's database is open then). The
+`root` fixture (an admin's token) comes with `from tests.auth_helpers import root_fixture`
+(`# noqa: F401`) in the test module.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from deer.accounts.models import Member, MemberCondition, Role, User, UserStatus
@@ -110,6 +113,24 @@ async def staff_token(
 async def member_token(client: TestClient[Any, Any], mobile: str) -> str:
     await make_member(mobile)
     return await sign_in(client, mobile, kind="member")
+
+
+async def caller_token(
+    client: TestClient[Any, Any], caller: str, department_id: int | None = None
+) -> str | None:
+    """The token of a caller a test is parametrised with: `anonymous` (no token), `member`,
+    or a staff user `<caller>_user` holding the role `caller`."""
+    if caller == "anonymous":
+        return None
+    if caller == "member":
+        return await member_token(client, "13700000001")
+    return await staff_token(client, f"{caller}_user", [caller], department_id)
+
+
+@pytest.fixture(name="root")
+async def root_fixture(client: TestClient[Any, Any]) -> str:
+    """The access token of an admin, `root`."""
+    return await staff_token(client, "root", ["admin"])
 
 
 def bearer(token: str) -> dict[str, str]:

@@ -11,23 +11,17 @@ from aiohttp.test_utils import TestClient
 from deer.accounts.models import AuditLog, Member, MemberCondition
 from tests.auth_helpers import (
     call,
+    caller_token,
     error_code,
     field_paths,
     login,
     make_member,
     make_staff,
-    member_token,
+    root_fixture,  # noqa: F401 - the `root` fixture
     sign_in,
-    staff_token,
 )
 
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def root(client: Client) -> str:
-    """The access token of an admin, `root`."""
-    return await staff_token(client, "root", ["admin"])
 
 
 async def state() -> tuple[Any, ...]:
@@ -181,11 +175,7 @@ async def test_member_refusals_change_nothing(client: Client, root: str) -> None
 @pytest.mark.parametrize("caller", ["sales", "ops", "sales_manager", "member", "anonymous"])
 async def test_who_may_read_and_change_members(client: Client, caller: str) -> None:
     member = await make_member("13700000009")
-    token: str | None = None
-    if caller == "member":
-        token = await member_token(client, "13700000001")
-    elif caller != "anonymous":
-        token = await staff_token(client, f"{caller}_user", [caller])
+    token = await caller_token(client, caller)
     before = await state()
     staff = caller not in ("member", "anonymous")
     for path in ("/api/admin/members", f"/api/admin/members/{member.id}"):
@@ -293,11 +283,7 @@ async def test_audit_filters_are_checked(client: Client, root: str) -> None:
 
 @pytest.mark.parametrize("caller", ["sales_manager", "sales", "ops", "member", "anonymous"])
 async def test_only_admins_read_the_audit_log(client: Client, caller: str) -> None:
-    token: str | None = None
-    if caller == "member":
-        token = await member_token(client, "13700000001")
-    elif caller != "anonymous":
-        token = await staff_token(client, f"{caller}_user", [caller])
+    token = await caller_token(client, caller)
     status, body = await call(client, "GET", "/api/admin/audit", token)
     expected = (401, "unauthorized") if token is None else (403, "forbidden")
     assert (status, error_code(body)) == expected

@@ -14,21 +14,15 @@ from deer.accounts.models import AuditLog, Department, Position, Role, User
 from deer.accounts.service import BUILTIN_ROLES
 from tests.auth_helpers import (
     call,
+    caller_token,
     error_code,
     field_paths,
     make_staff,
-    member_token,
+    root_fixture,  # noqa: F401 - the `root` fixture
     sign_in,
-    staff_token,
 )
 
 Client = TestClient[Any, Any]
-
-
-@pytest.fixture
-async def root(client: Client) -> str:
-    """The access token of an admin, `root`."""
-    return await staff_token(client, "root", ["admin"])
 
 
 async def state() -> tuple[Any, ...]:
@@ -558,11 +552,7 @@ async def test_list_queries_are_checked(client: Client, root: str) -> None:
 async def test_callers_without_the_right_are_refused(client: Client, caller: str) -> None:
     head = await Department.create(name="总经办")
     seller = await Position.create(name="销售专员", department=head)
-    token: str | None = None
-    if caller == "member":
-        token = await member_token(client, "13700000001")
-    elif caller != "anonymous":
-        token = await staff_token(client, f"{caller}_user", [caller], head.id)
+    token = await caller_token(client, caller, head.id)
     finance = await Role.create(code="finance", name="财务")
     reads = [
         ("GET", "/api/admin/departments", None),

@@ -15,11 +15,12 @@ from deer.accounts.passwords import verify_password
 from tests.auth_helpers import (
     PASSWORD,
     call,
+    caller_token,
     error_code,
     field_paths,
     login,
     make_staff,
-    member_token,
+    root_fixture,  # noqa: F401 - the `root` fixture
     sign_in,
     staff_token,
 )
@@ -33,12 +34,6 @@ NEW_USER = {
     "email": "Zhang.San@Example.COM",
     "roles": ["sales"],
 }
-
-
-@pytest.fixture
-async def root(client: Client) -> str:
-    """The access token of an admin, `root`."""
-    return await staff_token(client, "root", ["admin"])
 
 
 async def state() -> tuple[Any, ...]:
@@ -627,11 +622,7 @@ READS: list[Request] = [("GET", "/api/admin/users", None), ("GET", "/api/admin/u
 @pytest.mark.parametrize("caller", ["sales", "ops", "member", "anonymous", "sales_manager"])
 async def test_callers_without_the_right_are_refused(client: Client, caller: str) -> None:
     target = await make_staff("li", ["sales"])
-    token: str | None = None
-    if caller == "member":
-        token = await member_token(client, "13700000001")
-    elif caller != "anonymous":
-        token = await staff_token(client, f"{caller}_user", [caller])
+    token = await caller_token(client, caller)
     before = await state()
     refused = WRITES if caller == "sales_manager" else WRITES + READS
     for method, path, payload in refused:
