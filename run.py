@@ -1,4 +1,4 @@
-"""Run deer: `python run.py [serve|migrate|create-admin|seed-demo|check|makemigrations]`.
+"""Run deer: `python run.py [serve|worker|migrate|create-admin|seed-demo|check|makemigrations]`.
 
 With no configuration, the embedded PostgreSQL and Valkey start under the data folder
 (`DEER_DATA_DIR`, default `./var`) and stop again when this process ends.
@@ -89,6 +89,27 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def worker_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Host the entity actors without HTTP (several workers share the partitions)."""
+    from actors.registry import entity_actors
+    from actors.worker import run_worker
+    from deer.db import migrate
+
+    if settings.migrate_at_start:
+        run_async(migrate(settings))
+    kinds = entity_actors()
+
+    def ready(_: object) -> None:
+        hosted = ", ".join(actor.kind for actor in kinds) or "no kinds yet"
+        log.info("worker ready: hosting %s", hosted)
+
+    try:
+        run_async(run_worker(settings, kinds, on_ready=ready))
+    finally:
+        _stop_on_sigterm()  # the worker's loop replaced our handlers; keep engine shutdown clean
+    return 0
+
+
 def migrate_command(settings: Settings, args: argparse.Namespace) -> int:
     from deer.db import migrate
 
@@ -168,6 +189,7 @@ def makemigrations_command(settings: Settings, args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "serve": serve,
+    "worker": worker_command,
     "migrate": migrate_command,
     "create-admin": create_admin_command,
     "seed-demo": seed_demo_command,
@@ -183,6 +205,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     serve_parser.add_argument(
         "--reuse-port", action="store_true", help="let several processes share the port"
     )
+    sub.add_parser("worker", help="run the entity actors without HTTP")
     sub.add_parser("migrate", help="apply database migrations")
     admin = sub.add_parser(
         "create-admin", help="create the first admin (prompts for what is missing)"

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
+from typing import Final
 
 import aiohttp
 from aiohttp import web
 
+from actors.registry import entity_actors
+from actors.runtime import Runtime
 from config.settings import Settings
 from deer import cache, db, keys
 from deer.access import http as access_http
@@ -38,6 +43,43 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     async with cache.redis_client(app[keys.SETTINGS]) as redis:
         app[keys.REDIS] = redis
         yield
+
+
+ACTORS_RETRY: Final = 1.0  # seconds between start attempts while a backend is down
+
+
+async def actors_context(app: web.Application) -> AsyncIterator[None]:
+    """The actor runtime: sends commands, and hosts the entity actors' partitions.
+
+    With Redis or PostgreSQL down at start, the app still starts (readiness says which is
+    down) and the runtime keeps trying in the background.
+    """
+    runtime = Runtime(app[keys.SETTINGS], app[keys.REDIS], entity_actors())
+    app[keys.ACTORS] = runtime
+    started, tried = asyncio.Event(), asyncio.Event()
+
+    async def start() -> None:
+        while True:
+            try:
+                await runtime.start()
+            except Exception:
+                log.exception("the actor runtime cannot start yet; retrying")
+                await runtime.close(grace=0)
+                tried.set()
+                await asyncio.sleep(ACTORS_RETRY)
+            else:
+                started.set()
+                tried.set()
+                return
+
+    starter = asyncio.create_task(start(), name="actor-runtime-start")
+    await tried.wait()  # serve once the first attempt is over, whatever its outcome
+    yield
+    starter.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await starter
+    if started.is_set():
+        await runtime.close()
 
 
 async def http_client_context(app: web.Application) -> AsyncIterator[None]:
@@ -88,6 +130,7 @@ def create_app(settings: Settings) -> web.Application:
         [
             database_context,
             redis_context,
+            actors_context,
             http_client_context,
             auth_context,
             policy_context,

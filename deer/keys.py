@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import ClientSession, web
 from redis.asyncio import Redis
 
+from actors.runtime import Runtime
 from config.settings import Settings
 from deer.access.policy import Policies
 from deer.accounts.sessions import Sessions
@@ -22,3 +23,4 @@ POLICIES = web.AppKey("policies", Policies)
 LIMITER = web.AppKey("limiter", Limiter)
 SESSIONS = web.AppKey("sessions", Sessions)
 HTTP = web.AppKey("http_client", ClientSession)  # outgoing calls (WeChat)
+ACTORS = web.AppKey("actors", Runtime)

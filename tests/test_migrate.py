@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import subprocess
 import sys
 import uuid
@@ -84,3 +85,31 @@ def test_concurrent_migrate_commands(
         check=False,
     )
     assert again.returncode == 0, again.stdout + again.stderr
+
+
+def test_worker_command_starts_and_stops_cleanly(base_settings: Settings, tmp_path: Path) -> None:
+    assert base_settings.database_url is not None and base_settings.redis_url is not None
+    env = {
+        "DEER_DATABASE_URL": base_settings.database_url.get_secret_value(),
+        "DEER_REDIS_URL": base_settings.redis_url.get_secret_value(),
+        "DEER_REDIS_NAMESPACE": f"worker-{uuid.uuid4().hex[:8]}",
+    }
+    worker = subprocess.Popen(
+        [sys.executable, str(RUN), "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert worker.stdout is not None
+    lines = []
+    for line in worker.stdout:  # the log writer prints "worker ready" once it hosts
+        lines.append(line)
+        if "worker ready" in line:
+            break
+    worker.send_signal(signal.SIGTERM)
+    rest, _ = worker.communicate(timeout=60)
+    assert worker.returncode == 0, "".join(lines) + rest
+    assert "Traceback" not in "".join(lines) + rest
+    assert not (tmp_path / "var").exists()
