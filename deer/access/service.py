@@ -14,11 +14,11 @@ from typing import Final, Literal
 from tortoise.expressions import Q
 from tortoise.transactions import in_transaction
 
+from deer.access.errors import PolicyExists, PolicyLockout
 from deer.access.models import PolicyRule
 from deer.access.policy import AUTHENTICATED, Policies, Rule, build_enforcer
 from deer.accounts.admin_common import ADMIN, Page, Paging, invalid, lock_policies, paged
 from deer.accounts.audit import Actor, record_by
-from deer.accounts.errors import PolicyExists, PolicyLockout
 from deer.accounts.models import Role
 from deer.errors import NotFound
 

@@ -115,16 +115,6 @@ class RoleInUse(Conflict):
     default_message = "users still hold this role"
 
 
-class PolicyExists(Conflict):
-    code = "policy_exists"
-    default_message = "this policy rule already exists"
-
-
-class PolicyLockout(Conflict):
-    code = "policy_lockout"
-    default_message = "admins would no longer be allowed to manage policies"
-
-
 class AdminRoleReserved(Forbidden):
     code = "admin_role_reserved"
     default_message = "only admins may grant or take the admin role"
