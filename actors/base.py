@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -12,12 +13,29 @@ JsonObject: TypeAlias = dict[str, Any]
 
 
 @dataclass(frozen=True, slots=True)
+class Reminder:
+    """A command the actor sends itself at `at` (Unix time, seconds), durable in Redis.
+
+    `id` names it within the actor (to replace or cancel it); empty: derived from the command
+    that scheduled it and its place in the outcome, so handling that command again gives the
+    same id. Scheduling an id again replaces the earlier reminder of that id.
+    """
+
+    at: float
+    command: JsonObject
+    id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Outcome:
-    """What one turn produced: the new state, the reply to the sender, domain events."""
+    """What one turn produced: the new state, the reply to the sender, domain events, and
+    reminders to schedule or cancel (by id), all applied only if the turn commits."""
 
     state: JsonObject
     reply: Any = None
     events: Sequence[JsonObject] = field(default_factory=tuple)
+    reminders: Sequence[Reminder] = field(default_factory=tuple)
+    cancel_reminders: Sequence[str] = field(default_factory=tuple)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +100,12 @@ class CommandFailed(ActorError):
 def partition_of(key: str, partitions: int) -> int:
     """The partition of a key: crc32, stable across processes and Python versions."""
     return zlib.crc32(key.encode()) % partitions
+
+
+def reminder_command_id(kind: str, key: str, reminder_id: str) -> str:
+    """The stable command id a reminder fires with: 32 hex characters, like a sender's."""
+    name = "\0".join((kind, key, reminder_id)).encode()
+    return hashlib.blake2b(name, digest_size=16).hexdigest()
 
 
 def message_order(message_id: str) -> tuple[int, int]:

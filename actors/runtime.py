@@ -8,6 +8,7 @@ task; `Runtime` holds the hosts, sends commands (`tell`, `ask`) and routes repli
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
@@ -15,7 +16,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -37,6 +38,7 @@ from actors.base import (
     VersionConflict,
     message_order,
     partition_of,
+    reminder_command_id,
 )
 from actors.leases import Leases, lease_key, lease_value
 from actors.outbox import OutboxRelay
@@ -48,9 +50,13 @@ log = logging.getLogger(__name__)
 READ_BATCH: Final = 100  # entries per partition and read, at most
 CLAIM_BATCH: Final = 100
 WAKE_BLOCK_MS: Final = 1000  # longest blocking wait for new entries (shorter: renewal period)
+LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 HANDLE_BACKOFF: Final = 0.05  # seconds, times the attempt, between failed handle attempts
 INFRA_BACKOFF_MAX: Final = 2.0  # seconds: PostgreSQL or Redis failing under a turn
 DEAD_LETTERS_KEPT: Final = 100_000
+REMINDER_POLL: Final = 0.2  # seconds between looks for due reminders (at most the renewal period)
+REMINDER_BATCH: Final = 100  # reminders fired per partition and look, at most
+CANCEL_RECHECK: Final = 0.5  # seconds: a task that swallowed a cancellation is cancelled again
 
 # Read new entries of every partition whose lease is still ours, atomically with the check:
 # after another process acquired a partition this process can no longer take entries from it.
@@ -76,8 +82,52 @@ return out
 """
 
 
+# Move the due reminders of every partition whose lease is still ours into its stream, each
+# with XADD + ZREM + HDEL in one script: a reminder fires once, and only its owner fires it.
+# KEYS per partition: lease, stream, reminders (sorted set), reminder bodies (hash).
+# ARGV: now (ms), batch, then the lease value per partition. Per partition: {due, fired}.
+FIRE_REMINDERS: Final = """
+local out = {}
+for i = 1, #KEYS / 4 do
+  local due, fired = 0, 0
+  if redis.call('GET', KEYS[4 * i - 3]) == ARGV[2 + i] then
+    local stream, zset, bodies = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
+    due = redis.call('ZCOUNT', zset, '-inf', ARGV[1])
+    for _, id in ipairs(redis.call('ZRANGEBYSCORE', zset, '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])) do
+      local body = redis.call('HGET', bodies, id)
+      if body then
+        local reminder = cjson.decode(body)
+        redis.call('XADD', stream, '*', 'id', id, 'key', reminder[1], 'body', reminder[2],
+                   'reply', '')
+        fired = fired + 1
+      end
+      redis.call('ZREM', zset, id)
+      redis.call('HDEL', bodies, id)
+    end
+  end
+  out[i] = {due, fired}
+end
+return out
+"""
+
+
 def stream_key(settings: Settings, kind: str, partition: int) -> str:
     return key(settings, "actors", kind, partition)
+
+
+def starts_key(settings: Settings, kind: str, partition: int) -> str:
+    """Hash: message id -> handlings begun, for redelivered entries of a partition."""
+    return key(settings, "actors", kind, "starts", partition)
+
+
+def reminders_key(settings: Settings, kind: str, partition: int) -> str:
+    """Sorted set: the reminder command ids of a partition, scored by due time (ms)."""
+    return key(settings, "actors", kind, "reminders", partition)
+
+
+def reminder_bodies_key(settings: Settings, kind: str, partition: int) -> str:
+    """Hash: reminder command id -> `[key, command JSON]`."""
+    return key(settings, "actors", kind, "reminder-bodies", partition)
 
 
 def reply_channel(settings: Settings, process_id: str) -> str:
@@ -94,6 +144,16 @@ def dead_letter_key(settings: Settings, kind: str) -> str:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+async def cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
+    """Cancel the tasks and wait until they ended, cancelling again any that swallowed it
+    (a cancellation that lands inside a client library's own timeout can be lost)."""
+    pending = {task for task in tasks if not task.done()}
+    while pending:
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_RECHECK)
 
 
 def encode_result(result: CommandResult) -> bytes:
@@ -117,6 +177,8 @@ class Entry:
     key: str
     body: JsonObject
     reply_to: str
+    deliveries: int = 1  # times Redis handed it to a consumer (XPENDING), this one included
+    starts: int = 0  # for a redelivered entry: handlings begun, as counted in Redis
 
     @classmethod
     def parse(cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any]) -> Entry:
@@ -154,10 +216,25 @@ class Cell:
 
 @dataclass(slots=True)
 class HostStats:
+    """Plain numbers, bumped on the hot path and read at scrape time (actors.metrics)."""
+
     handled: int = 0
-    redelivered: int = 0
+    redelivered: int = 0  # entries already applied, acknowledged again
+    claimed_again: int = 0  # entries claimed from a previous owner (delivered more than once)
     dead_letters: int = 0
     stale_commits: int = 0
+    reminders_fired: int = 0
+    reminders_due: int = 0  # at the last look, in the owned partitions
+    pending: int = 0  # read, not acknowledged, in the owned partitions (at the last tick)
+    lag: int = 0  # not yet read by the group, in the owned partitions (at the last tick)
+    latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_count: int = 0
+    latency_sum: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.latency_buckets[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        self.latency_count += 1
+        self.latency_sum += seconds
 
 
 class KindHost:
@@ -210,17 +287,20 @@ class KindHost:
         async with asyncio.TaskGroup() as group:
             group.create_task(self._lease_loop())
             group.create_task(self._read_loop())
+            group.create_task(self._reminder_loop())
+
+    def stop(self) -> None:
+        """Read nothing more; the loops end at their next turn (before `close`)."""
+        self._stopping = True
+        self.reading.clear()
 
     async def close(self, grace: float) -> None:
         """Finish in-flight turns (up to `grace` seconds), then release every lease."""
-        self._stopping = True
-        self.reading.clear()
+        self.stop()
         busy = set(self._tasks)
         if busy:
             _, late = await asyncio.wait(busy, timeout=grace)
-            for task in late:
-                task.cancel()
-            await asyncio.gather(*late, return_exceptions=True)
+            await cancel_all(late)
         for partition, held in list(self.owned.items()):
             self._lose(partition)
             with contextlib.suppress(Exception):
@@ -231,7 +311,7 @@ class KindHost:
     # --- leases -----------------------------------------------------------------------
 
     async def _lease_loop(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.settings.actor_lease_renew)
             try:
                 await self.tick()
@@ -284,16 +364,37 @@ class KindHost:
             cursor_raw, claimed, _deleted = await self.redis.xautoclaim(
                 stream, self.kind, self.owner, 0, cursor, count=CLAIM_BATCH
             )
+            entries = [
+                Entry.parse(partition, message_id, fields)
+                for message_id, fields in claimed
+                if fields is not None
+            ]
+            deliveries = await self._deliveries(stream, entries)
             if self.owned.get(partition) is not held:
                 return
-            for message_id, fields in claimed:
-                if fields is not None:  # claimed entries bypass the in-flight wait (bounded by
-                    self._route(Entry.parse(partition, message_id, fields))  # the old owner's)
+            for entry in entries:  # claimed entries bypass the in-flight wait (bounded by the
+                entry.deliveries = deliveries.get(entry.message_id, 1)  # old owner's limit)
+                self.stats.claimed_again += 1
+                self._route(entry)
             cursor = _text(cursor_raw)
             if cursor == "0-0":
                 break
         self.reading.add(partition)
         log.info("actor kind %s: partition %d taken, fence %d", self.kind, partition, fence)
+
+    async def _deliveries(self, stream: str, entries: list[Entry]) -> dict[str, int]:
+        """Redis's delivery counts of entries just claimed (XAUTOCLAIM counted the claim)."""
+        if not entries:
+            return {}
+        rows = await self.redis.xpending_range(
+            stream,
+            self.kind,
+            min=entries[0].message_id,
+            max=entries[-1].message_id,
+            count=len(entries),
+            consumername=self.owner,
+        )
+        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}  # type: ignore[arg-type]
 
     async def _release(self, partition: int) -> None:
         """Give a partition away: stop reading, let its turns finish (bounded), drop the lease."""
@@ -321,7 +422,7 @@ class KindHost:
 
     async def _read_loop(self) -> None:
         backoff = HANDLE_BACKOFF
-        while True:
+        while not self._stopping:
             while self._in_flight >= self._max_in_flight:
                 self._room.clear()
                 await self._room.wait()
@@ -372,6 +473,40 @@ class KindHost:
                 idle[self._stream(partition)] = reply[1]
         return None if routed else idle
 
+    async def _reminder_loop(self) -> None:
+        pause = min(REMINDER_POLL, self.settings.actor_lease_renew)
+        while not self._stopping:
+            await asyncio.sleep(pause)
+            try:
+                await self.fire_reminders()
+            except Exception:
+                log.exception("actor kind %s: firing reminders failed", self.kind)
+
+    async def fire_reminders(self) -> int:
+        """Append the due reminders of the owned partitions to their streams; how many."""
+        holds = dict(self.owned)
+        if not holds:
+            self.stats.reminders_due = 0
+            return 0
+        keys: list[str] = []
+        values: list[str] = []
+        for partition, held in holds.items():
+            keys += [
+                self._lease(partition),
+                self._stream(partition),
+                reminders_key(self.settings, self.kind, partition),
+                reminder_bodies_key(self.settings, self.kind, partition),
+            ]
+            values.append(lease_value(self.owner, held.token))
+        now_ms = int(time.time() * 1000)
+        replies = await self.redis.eval(
+            FIRE_REMINDERS, len(keys), *keys, now_ms, REMINDER_BATCH, *values
+        )
+        fired = sum(int(reply[1]) for reply in replies)
+        self.stats.reminders_due = sum(int(reply[0]) for reply in replies) - fired
+        self.stats.reminders_fired += fired
+        return fired
+
     def _route(self, entry: Entry) -> None:
         cells = self.cells.setdefault(entry.partition, {})
         cell = cells.get(entry.key)
@@ -404,7 +539,9 @@ class KindHost:
                 entry = cell.mailbox.popleft()
                 try:
                     async with self._turns:
+                        began = time.perf_counter()
                         await self._turn(cell, entry)
+                        self.stats.observe(time.perf_counter() - began)
                 finally:
                     self._done(1)
         finally:
@@ -450,24 +587,37 @@ class KindHost:
             stored.last_message_id
         ):
             self.stats.redelivered += 1
-            again = None
-            if entry.command_id == stored.last_command_id and stored.last_reply is not None:
+            again, remembered = None, stored.last_reply
+            if entry.command_id == stored.last_command_id and remembered is not None:
+                # The last applied command: its ack (and its reminders) may have been lost.
                 again = CommandResult(
-                    entry.command_id,
-                    stored.last_reply["ok"],
-                    stored.last_reply["reply"],
-                    stored.last_reply["error"],
+                    entry.command_id, remembered["ok"], remembered["reply"], remembered["error"]
                 )
-            await self._finish(entry, again)
+                await self._finish(entry, again, remembered.get("remind", []), remembered)
+            else:
+                await self._finish(entry, again)
             return
-        outcome, error, attempts = await self._handle(cell.key, stored.state, entry)
+        if await self._killed_before(entry):
+            outcome = None
+            error = f"delivered {entry.deliveries} times, never completed"
+            attempts = 0
+        else:
+            outcome, error, attempts = await self._handle(cell.key, stored.state, entry)
+        schedule: list[list[Any]] = []
         if outcome is None:
             await self._dead_letter(entry, error, attempts)
             outcome = Outcome(state=stored.state)
             result = CommandResult(entry.command_id, False, None, error)
         else:
             result = CommandResult(entry.command_id, True, outcome.reply)
+            schedule = [
+                [reminder.id or f"{entry.command_id}.{index}", reminder.at, reminder.command]
+                for index, reminder in enumerate(outcome.reminders)
+            ]
         remembered = {"ok": result.ok, "reply": result.reply, "error": result.error}
+        if schedule or outcome.cancel_reminders:  # kept to schedule them again if the ack is lost
+            remembered["remind"] = schedule
+            remembered["cancel"] = list(outcome.cancel_reminders)
         version = await store.commit(
             kind=self.kind,
             partition=cell.partition,
@@ -484,7 +634,24 @@ class KindHost:
             outcome.state, entry.message_id, entry.command_id, remembered, version
         )
         self.stats.handled += 1
-        await self._finish(entry, result)
+        await self._finish(entry, result, schedule, remembered)
+
+    async def _killed_before(self, entry: Entry) -> bool:
+        """Whether a redelivered entry was begun too often without completing: a command that
+        kills its process (in-process attempts never reach their limit then).
+
+        Redis's delivery count (XPENDING) says an entry was handed out again; it counts entries
+        that merely waited in a mailbox too, so begun handlings of redelivered entries are
+        counted apart (`HINCRBY`, only on this rare path). The first delivery is not counted:
+        a command is handled at most `max(2, DEER_ACTOR_MAX_ATTEMPTS)` times by dying processes.
+        """
+        if entry.deliveries <= 1:
+            return False
+        if not entry.starts:  # once per delivery: retries of the turn in this process are free
+            entry.starts = await self.redis.hincrby(
+                starts_key(self.settings, self.kind, entry.partition), entry.message_id, 1
+            )
+        return entry.starts > max(1, self.settings.actor_max_attempts - 1)
 
     async def _handle(
         self, key_: str, state: JsonObject, entry: Entry
@@ -501,6 +668,7 @@ class KindHost:
         return None, error, self.settings.actor_max_attempts
 
     async def _dead_letter(self, entry: Entry, error: str, attempts: int) -> None:
+        """Record the entry in the dead-letter stream (`attempts`: handled this delivery)."""
         self.stats.dead_letters += 1
         await self.redis.xadd(
             dead_letter_key(self.settings, self.kind),
@@ -512,14 +680,41 @@ class KindHost:
                 "partition": entry.partition,
                 "error": error,
                 "attempts": attempts,
+                "deliveries": entry.deliveries,
             },
             maxlen=DEAD_LETTERS_KEPT,
             approximate=True,
         )
 
-    async def _finish(self, entry: Entry, result: CommandResult | None) -> None:
-        """After the commit: store and send the outcome, then acknowledge the entry."""
-        async with self.redis.pipeline(transaction=False) as pipe:
+    async def _finish(
+        self,
+        entry: Entry,
+        result: CommandResult | None,
+        schedule: Sequence[Sequence[Any]] = (),
+        remembered: Mapping[str, Any] | None = None,
+    ) -> None:
+        """After the commit: schedule or cancel the turn's reminders, store and send the
+        outcome, acknowledge the entry. With reminders this is one MULTI: a reminder is never
+        scheduled again by a redelivery after it fired."""
+        cancel: Sequence[str] = remembered.get("cancel", ()) if remembered else ()
+        async with self.redis.pipeline(transaction=bool(schedule or cancel)) as pipe:
+            if schedule or cancel:
+                zset = reminders_key(self.settings, self.kind, entry.partition)
+                bodies = reminder_bodies_key(self.settings, self.kind, entry.partition)
+                for reminder_id in cancel:
+                    command_id = reminder_command_id(self.kind, entry.key, reminder_id)
+                    pipe.zrem(zset, command_id)
+                    pipe.hdel(bodies, command_id)
+                for reminder_id, at, command in schedule:
+                    command_id = reminder_command_id(self.kind, entry.key, reminder_id)
+                    pipe.zadd(zset, {command_id: int(at * 1000)})
+                    pipe.hset(
+                        bodies,
+                        command_id,
+                        orjson.dumps([entry.key, orjson.dumps(command).decode()]),
+                    )
+            if entry.starts:
+                pipe.hdel(starts_key(self.settings, self.kind, entry.partition), entry.message_id)
             if result is not None:
                 payload = encode_result(result)
                 pipe.set(
@@ -668,9 +863,9 @@ class Runtime:
 
     async def close(self, grace: float | None = None) -> None:
         """Stop reading, finish in-flight turns within `grace` s, release leases, unsubscribe."""
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for host in self.hosts.values():
+            host.stop()
+        await cancel_all(self._tasks)
         self._tasks.clear()
         wait = self.settings.shutdown_timeout if grace is None else grace
         for host in self.hosts.values():
@@ -719,6 +914,17 @@ class Runtime:
         if not result.ok:
             raise CommandFailed(command_id, result.error or "")
         return result.reply
+
+    async def cancel_reminder(self, kind: str, key_: str, reminder_id: str) -> bool:
+        """Cancel a reminder of actor `(kind, key_)` by its id; False if none was waiting
+        (never scheduled, cancelled, or already fired: then its command is in the stream)."""
+        partition = partition_of(key_, self.partitions(kind))
+        command_id = reminder_command_id(kind, key_, reminder_id)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.zrem(reminders_key(self.settings, kind, partition), command_id)
+            pipe.hdel(reminder_bodies_key(self.settings, kind, partition), command_id)
+            removed, _ = await pipe.execute()
+        return bool(removed)
 
     async def outcome(self, command_id: str) -> CommandResult | None:
         """The stored outcome of a command, or None if it was not handled (yet)."""

@@ -80,7 +80,7 @@ async def test_redelivered_entry_is_acknowledged_not_applied_again(
     """A process commits, then dies before its ack: the next owner acks without applying."""
     committed = asyncio.Event()
 
-    async def die_before_ack(self: KindHost, entry: Any, result: Any) -> None:
+    async def die_before_ack(self: KindHost, *args: Any) -> None:
         committed.set()
         await asyncio.Event().wait()  # hangs until the runtime is closed
 

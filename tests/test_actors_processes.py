@@ -1,91 +1,35 @@
 """Real worker processes share the partitions: one joins, one is killed with SIGKILL mid-run,
 and every command is still applied exactly once, in send order per key (counted in
-PostgreSQL). Short leases: 1 s, renewed every 0.3 s."""
+PostgreSQL); a command that kills every process handling it ends in the dead-letter stream.
+Short leases: 1 s, renewed every 0.3 s (shorter where said)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import orjson
 import pytest
 from redis.asyncio import Redis
 
+from actors.base import CommandResult
 from actors.leases import lease_key
 from actors.outbox import events_key
-from actors.runtime import Runtime, stream_key
+from actors.runtime import Runtime, dead_letter_key, starts_key, stream_key
+from actors.testing.counter import CRASH_EXIT_CODE
 from config.settings import Settings
 from deer import cache
 from tests.actors_support import actor_rows, eventually
+from tests.actors_support.workers import Worker, spawn
+from tests.actors_support.workers import workers as workers
 
-ROOT = Path(__file__).resolve().parent.parent
 PARTITIONS = 8
 KEYS = [f"k{index}" for index in range(12)]
 ROUNDS = 25
 JOIN_AT, KILL_AT = 6, 14
 
 pytestmark = pytest.mark.slow
-
-
-class Worker:
-    """One `python -m actors.testing.worker` process; its id is what its leases carry."""
-
-    def __init__(self, process: asyncio.subprocess.Process, process_id: str) -> None:
-        self.process = process
-        self.process_id = process_id
-
-
-def worker_env(settings: Settings) -> dict[str, str]:
-    assert settings.database_url is not None and settings.redis_url is not None
-    env = {name: value for name, value in os.environ.items() if not name.startswith("DEER_")}
-    env.update(
-        DEER_DATABASE_URL=settings.database_url.get_secret_value(),
-        DEER_REDIS_URL=settings.redis_url.get_secret_value(),
-        DEER_REDIS_NAMESPACE=settings.redis_namespace,
-        DEER_ACTOR_PARTITIONS=str(PARTITIONS),
-        DEER_ACTOR_LEASE_TTL="1",
-        DEER_ACTOR_LEASE_RENEW="0.3",
-        DEER_LOG_LEVEL="WARNING",
-        DEER_DB_POOL_MAX="4",
-        DEER_SHUTDOWN_TIMEOUT="5",
-    )
-    return env
-
-
-@pytest.fixture
-async def workers(settings: Settings, tmp_path: Path) -> AsyncIterator[list[Worker]]:
-    """Started workers, all stopped (SIGKILL at the latest) when the test ends."""
-    started: list[Worker] = []
-    yield started
-    for worker in started:
-        if worker.process.returncode is None:
-            worker.process.kill()
-        await worker.process.wait()
-
-
-async def spawn(settings: Settings, tmp_path: Path, workers: list[Worker]) -> Worker:
-    log = (tmp_path / f"worker-{len(workers)}.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "actors.testing.worker",
-        cwd=ROOT,
-        env=worker_env(settings),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=log,
-    )
-    log.close()  # the child has its own copy
-    worker = Worker(process, "")
-    workers.append(worker)
-    assert process.stdout is not None
-    line = await asyncio.wait_for(process.stdout.readline(), 30)
-    assert line.startswith(b"ready "), line
-    worker.process_id = line.split()[1].decode()
-    return worker
 
 
 async def holders(settings: Settings, redis: Redis) -> list[str | None]:
@@ -156,3 +100,52 @@ async def test_kill_9_mid_run_applies_every_command_exactly_once(
         codes = [await asyncio.wait_for(w.process.wait(), 20) for w in (second, third)]
         assert codes == [0, 0]
         assert await holders(fast, redis) == [None] * PARTITIONS  # released on a graceful stop
+
+
+async def test_a_command_that_kills_its_process_ends_in_dead_letters(
+    settings: Settings, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Each worker dies (`os._exit`) handling the poison: in-process attempts never reach the
+    limit, Redis's delivery count does. The actor's next command is then applied once."""
+    fast = settings.with_values(
+        actor_partitions=1, actor_lease_ttl=0.6, actor_lease_renew=0.2, actor_max_attempts=2
+    )
+    async with cache.redis_client(fast) as redis:
+        sender = Runtime(fast, redis)
+        poison = await sender.tell("counter", "42", {"id": "poison", "crash": True})
+        after = await sender.tell("counter", "42", {"id": "after"})
+        codes = []
+        for _ in range(fast.actor_max_attempts):  # deliveries 1 and 2 (the second by XAUTOCLAIM)
+            worker = await spawn(fast, tmp_path, workers)
+            codes.append(await asyncio.wait_for(worker.process.wait(), 30))
+        assert codes == [CRASH_EXIT_CODE] * fast.actor_max_attempts
+
+        last = await spawn(fast, tmp_path, workers)  # delivery 3: not handled, a dead letter
+
+        async def carried_on() -> bool:
+            return await sender.outcome(after) is not None
+
+        await eventually(carried_on, 20, "the command after the poison applied")
+        error = "delivered 3 times, never completed"
+        assert await sender.outcome(poison) == CommandResult(poison, False, None, error)
+        assert await sender.outcome(after) == CommandResult(after, True, 1, None)
+        letters = await redis.xrange(dead_letter_key(fast, "counter"))
+        assert len(letters) == 1
+        fields = {name.decode(): value.decode() for name, value in letters[0][1].items()}
+        assert fields == {
+            "id": poison,
+            "key": "42",
+            "body": '{"id":"poison","crash":true}',
+            "message_id": fields["message_id"],
+            "partition": "0",
+            "error": error,
+            "attempts": "0",
+            "deliveries": "3",
+        }
+        rows = await actor_rows(fast, "counter")
+        assert rows["42"]["state"] == {"count": 1, "applied": ["after"]}
+        assert rows["42"]["last_message_id"] > fields["message_id"]
+        assert await redis.hlen(starts_key(fast, "counter", 0)) == 0  # counted starts cleared
+
+        last.process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(last.process.wait(), 20) == 0

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from typing import ClassVar
 
-from actors.base import Actor, JsonObject, Outcome
+from actors.base import Actor, JsonObject, Outcome, Reminder
+
+CRASH_EXIT_CODE = 70
 
 
 class Poison(Exception):
@@ -13,7 +16,12 @@ class Poison(Exception):
 
 
 class Counter(Actor):
-    """State: `count` and the `applied` command ids in order. Reply: the new count."""
+    """State: `count` and the `applied` command ids in order. Reply: the new count.
+
+    Command fields besides `id`: `sleep` (seconds, before applying), `fail` (raise `Poison`),
+    `crash` (end the process at once, `os._exit`), `remind` (`{"id", "at", "command"}`: schedule
+    a reminder) and `cancel` (a reminder id to cancel).
+    """
 
     kind: ClassVar[str] = "counter"
 
@@ -25,10 +33,15 @@ class Counter(Actor):
             await asyncio.sleep(float(command["sleep"]))
         if command.get("fail"):
             raise Poison(f"poison command {command.get('id')}")
+        if command.get("crash"):
+            os._exit(CRASH_EXIT_CODE)
         count = int(state["count"]) + 1
         applied = [*state["applied"], command["id"]]
+        remind = command.get("remind")
         return Outcome(
             state={"count": count, "applied": applied},
             reply=count,
             events=[{"type": "counter.added", "key": key, "count": count}],
+            reminders=[Reminder(remind["at"], remind["command"], remind["id"])] if remind else (),
+            cancel_reminders=[command["cancel"]] if command.get("cancel") else (),
         )
