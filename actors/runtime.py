@@ -707,7 +707,7 @@ class KindHost:
                     pipe.hdel(bodies, command_id)
                 for reminder_id, at, command in schedule:
                     command_id = reminder_command_id(self.kind, entry.key, reminder_id)
-                    pipe.zadd(zset, {command_id: int(at * 1000)})
+                    pipe.zadd(zset, {command_id: math.ceil(at * 1000)})  # never early
                     pipe.hset(
                         bodies,
                         command_id,
@@ -733,23 +733,28 @@ class KindHost:
         """Drop acknowledged entries: keep from the oldest pending (or first unread) one."""
         partitions = list(self.owned)
         if not partitions:
+            self.stats.pending = self.stats.lag = 0
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for partition in partitions:
                 pipe.xpending(self._stream(partition), self.kind)
                 pipe.xinfo_groups(self._stream(partition))
             answers = await pipe.execute()
+        total_pending = total_lag = 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for index, partition in enumerate(partitions):
                 pending, groups = answers[2 * index], answers[2 * index + 1]
+                group = next(g for g in groups if _text(g["name"]) == self.kind)
+                total_pending += int(pending["pending"])
+                total_lag += int(group.get("lag") or 0)  # None when Redis cannot tell
                 if pending["pending"]:
                     threshold = _text(pending["min"])
                 else:
-                    group = next(g for g in groups if _text(g["name"]) == self.kind)
                     ms, seq = message_order(_text(group["last-delivered-id"]))
                     threshold = f"{ms}-{seq + 1}"
                 pipe.xtrim(self._stream(partition), minid=threshold, approximate=False)
             await pipe.execute()
+        self.stats.pending, self.stats.lag = total_pending, total_lag
 
     def _passivate(self) -> None:
         """Drop idle actors from memory; their next message reloads them."""
@@ -764,14 +769,20 @@ class KindHost:
                 del cells[name]
 
     def snapshot(self) -> dict[str, int]:
+        stats = self.stats
         return {
             "partitions_owned": len(self.owned),
             "actors_in_memory": sum(len(cells) for cells in self.cells.values()),
             "in_flight": self._in_flight,
-            "handled": self.stats.handled,
-            "redelivered": self.stats.redelivered,
-            "dead_letters": self.stats.dead_letters,
-            "stale_commits": self.stats.stale_commits,
+            "handled": stats.handled,
+            "redelivered": stats.redelivered,
+            "claimed_again": stats.claimed_again,
+            "dead_letters": stats.dead_letters,
+            "stale_commits": stats.stale_commits,
+            "reminders_fired": stats.reminders_fired,
+            "reminders_due": stats.reminders_due,
+            "pending": stats.pending,
+            "lag": stats.lag,
         }
 
 
