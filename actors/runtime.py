@@ -520,6 +520,11 @@ class KindHost:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
+    @property
+    def in_flight(self) -> int:
+        """Entries read and not yet acknowledged: the depth of all mailboxes together."""
+        return self._in_flight
+
     def _done(self, count: int) -> None:
         self._in_flight -= count
         self._room.set()
