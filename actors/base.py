@@ -9,6 +9,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, TypeAlias
 
+from deer.errors import TimedOut
+
 JsonObject: TypeAlias = dict[str, Any]
 
 
@@ -80,11 +82,18 @@ class VersionConflict(ActorError):
     """The state row moved on since this process loaded it: reload before handling again."""
 
 
-class AskTimeout(ActorError, TimeoutError):
-    """No reply in time; the command is not lost: fetch it later with `outcome(command_id)`."""
+class AskTimeout(ActorError, TimedOut, TimeoutError):
+    """No reply in time; the command is not lost: fetch it later with `outcome(command_id)`.
+
+    A domain error of kind `timeout`: the HTTP edge answers `504`, code `actor_timeout`,
+    `details.command_id`.
+    """
+
+    code = "actor_timeout"
+    default_message = "the actor did not answer in time; the command will still be applied once"
 
     def __init__(self, command_id: str) -> None:
-        super().__init__(f"no reply to command {command_id} in time")
+        super().__init__(command_id=command_id)
         self.command_id = command_id
 
 

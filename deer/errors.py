@@ -17,6 +17,7 @@ Kind = Literal[
     "conflict",
     "rate_limited",
     "unavailable",
+    "timeout",
     "internal",
 ]
 
@@ -80,3 +81,12 @@ class Unavailable(DeerError):
     kind = "unavailable"
     code = "unavailable"
     default_message = "a backend is unavailable, try again shortly"
+
+
+class TimedOut(DeerError):
+    """No answer in time, but the work was not lost: it may still complete (details say how to
+    find out, e.g. a command id)."""
+
+    kind = "timeout"
+    code = "timeout"
+    default_message = "no answer in time; the request may still complete"

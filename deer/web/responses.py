@@ -20,6 +20,7 @@ STATUS_OF_KIND: Final[dict[Kind, int]] = {
     "conflict": 409,
     "rate_limited": 429,
     "unavailable": 503,
+    "timeout": 504,
     "internal": 500,
 }
 
