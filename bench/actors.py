@@ -1,0 +1,453 @@
+"""Actor benchmark: ask round trips per second and latency with 1 and 2 worker processes,
+beside the Redis ceiling measured in the same run; then a worker's memory after many keys.
+
+    .venv/bin/python -m bench.actors                              # about 1.5 minutes
+    .venv/bin/python -m bench.actors --duration 5 --memory-keys 100000
+
+What one run does (PostgreSQL on 127.0.0.1:5432, a `deer_actors_bench` database it creates,
+migrates and drops; Redis database 15 under a namespace of its own, deleted at the end):
+
+1. **Redis ceiling**, with 1 and then 2 server processes: the same shape of work without the
+   runtime. The bench process XADDs `{id, key, body, reply}` to one of 16 streams and waits on
+   its pub/sub channel; each server process reads its share of the streams with XREADGROUP
+   (COUNT 100), publishes a reply of the runtime's shape and XACKs.
+2. **Actor asks**, with 1 and then 2 worker processes (`run_worker` hosting an `Echo` actor,
+   16 partitions): the bench process asks through a sender `Runtime`.
+   Each of these loads is closed: `--concurrency` askers, each waiting for its reply before the
+   next ask, over `--keys` keys; then the same target is paced at half its peak rate (asks
+   started on a fixed schedule) for the latency at a sustainable load.
+3. **Memory**: one worker, `--memory-keys` distinct keys told once each; its RSS before, after
+   they were all committed, and after a passivation sweep (`DEER_ACTOR_IDLE_TIMEOUT`=2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import datetime as dt
+import math
+import os
+import platform
+import sys
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Final
+
+import asyncpg
+import orjson
+import psutil
+from redis.asyncio import Redis
+from redis.exceptions import ResponseError
+
+from actors.base import Actor, CommandResult, JsonObject, Outcome
+from actors.runtime import Runtime, encode_result
+from config.settings import Settings, load_settings
+from deer.cache import create_redis, key
+
+ROOT: Final = Path(__file__).resolve().parent.parent
+POSTGRES_SERVER: Final = "postgresql://postgres@127.0.0.1:5432"
+BENCH_DATABASE: Final = "deer_actors_bench"
+DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/15"
+STREAMS: Final = 16  # ceiling streams = actor partitions
+KIND: Final = "bench"
+GROUP: Final = "ceiling"
+READY_WITHIN: Final = 60.0
+
+
+class Echo(Actor):
+    """The smallest stateful actor: counts its commands and replies the count."""
+
+    kind: ClassVar[str] = KIND
+
+    def initial_state(self, key: str) -> JsonObject:
+        return {"n": 0}
+
+    async def handle(self, key: str, state: JsonObject, command: JsonObject) -> Outcome:
+        n = int(state["n"]) + 1
+        return Outcome(state={"n": n}, reply=n)
+
+
+@dataclass(slots=True)
+class Load:
+    target: str
+    processes: int
+    mode: str  # "peak" or "half"
+    asks: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.asks / self.seconds
+
+    def percentile(self, fraction: float) -> float:
+        ordered = sorted(self.latencies)
+        if not ordered:
+            return math.nan
+        return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
+
+
+def bench_settings(redis_url: str, namespace: str, **changes: Any) -> Settings:
+    return load_settings(
+        _env_file=None,
+        database_url=f"{POSTGRES_SERVER}/{BENCH_DATABASE}",
+        redis_url=redis_url,
+        redis_namespace=namespace,
+        log_level="WARNING",
+        actor_partitions=STREAMS,
+        **changes,
+    )
+
+
+def ceiling_stream(settings: Settings, index: int) -> str:
+    return key(settings, "ceiling", index)
+
+
+# --- child processes -------------------------------------------------------------------
+
+
+async def serve_ceiling(settings: Settings, share: list[int]) -> None:
+    """Read `share` of the ceiling streams, reply over pub/sub, acknowledge: no runtime."""
+    assert settings.redis_url is not None
+    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    streams = {ceiling_stream(settings, index): ">" for index in share}
+    for stream in streams:
+        with contextlib.suppress(ResponseError):
+            await redis.xgroup_create(stream, GROUP, id="0", mkstream=True)
+    print("ready", flush=True)
+    while True:
+        read: Any = await redis.xreadgroup(GROUP, "server", streams, count=100, block=1000)  # type: ignore[arg-type]
+        if not read:
+            continue
+        async with redis.pipeline(transaction=False) as pipe:
+            for stream, entries in read:
+                for message_id, fields in entries:
+                    result = CommandResult(fields[b"id"].decode(), True, 1)
+                    channel = key(settings, "actors", "reply", fields[b"reply"].decode())
+                    pipe.publish(channel, encode_result(result))
+                    pipe.xack(stream, GROUP, message_id)
+            await pipe.execute()
+
+
+def child_main(role: str, share: str) -> int:
+    from actors.worker import run_worker
+
+    settings = load_settings()
+    if role == "ceiling":
+        asyncio.run(serve_ceiling(settings, [int(part) for part in share.split(",")]))
+    else:
+        asyncio.run(run_worker(settings, [Echo()], lambda _: print("ready", flush=True)))
+    return 0
+
+
+@contextlib.asynccontextmanager
+async def children(
+    settings: Settings, role: str, count: int, **env: str
+) -> AsyncIterator[list[asyncio.subprocess.Process]]:
+    """`count` child processes of `role`, each ready; killed at the end."""
+    assert settings.database_url is not None and settings.redis_url is not None
+    environment = {name: value for name, value in os.environ.items() if "DEER_" not in name}
+    environment.update(
+        DEER_DATABASE_URL=settings.database_url.get_secret_value(),
+        DEER_REDIS_URL=settings.redis_url.get_secret_value(),
+        DEER_REDIS_NAMESPACE=settings.redis_namespace,
+        DEER_ACTOR_PARTITIONS=str(STREAMS),
+        DEER_LOG_LEVEL="WARNING",
+        DEER_DB_POOL_MAX="10",
+        **env,
+    )
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        for index in range(count):
+            share = ",".join(str(s) for s in range(index, STREAMS, count))
+            process = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "bench.actors",
+                "--role",
+                role,
+                "--share",
+                share,
+                cwd=ROOT,
+                env=environment,
+                stdout=asyncio.subprocess.PIPE,
+            )
+            processes.append(process)
+            assert process.stdout is not None
+            line = await asyncio.wait_for(process.stdout.readline(), READY_WITHIN)
+            assert line.startswith(b"ready"), line
+        if role == "worker":
+            await asyncio.sleep(1.0)  # let the workers share the partitions before the load
+        yield processes
+    finally:
+        for process in processes:
+            if process.returncode is None:
+                process.terminate()
+        for process in processes:
+            try:
+                await asyncio.wait_for(process.wait(), 15)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+# --- load ------------------------------------------------------------------------------
+
+
+class CeilingClient:
+    """XADD plus a wait on this process's reply channel: the ask without the runtime."""
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        self.settings = settings
+        self.redis = redis
+        self.process_id = uuid.uuid4().hex[:16]
+        self.waiting: dict[str, asyncio.Future[None]] = {}
+        self.pubsub = redis.pubsub()
+        self._listener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.pubsub.subscribe(key(self.settings, "actors", "reply", self.process_id))
+        await self.pubsub.get_message(timeout=5.0)
+        self._listener = asyncio.create_task(self._listen())
+
+    async def _listen(self) -> None:
+        while True:
+            message = await self.pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+            if message is None:
+                continue
+            future = self.waiting.pop(orjson.loads(message["data"])["id"], None)
+            if future is not None and not future.done():
+                future.set_result(None)
+
+    async def ask(self, key_: str, command: JsonObject) -> None:
+        command_id = uuid.uuid4().hex
+        future = asyncio.get_running_loop().create_future()
+        self.waiting[command_id] = future
+        stream = ceiling_stream(self.settings, zlib.crc32(key_.encode()) % STREAMS)
+        fields: dict[Any, Any] = {"id": command_id, "key": key_, "body": orjson.dumps(command)}
+        await self.redis.xadd(stream, {**fields, "reply": self.process_id})
+        await asyncio.wait_for(future, 10)
+
+    async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
+        await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+
+
+Ask = Callable[[str, JsonObject], Awaitable[Any]]
+
+
+async def closed_load(ask: Ask, args: argparse.Namespace) -> tuple[int, float, list[float]]:
+    """`--concurrency` askers back to back; (asks, seconds, latencies) after the warm-up."""
+    latencies: list[float] = []
+    begin = time.perf_counter() + args.warmup
+    end = begin + args.duration
+
+    async def asker(number: int) -> None:
+        n = 0
+        while (now := time.perf_counter()) < end:
+            n += 1
+            await ask(f"k{(number * 7919 + n) % args.keys}", {"n": n})
+            if now >= begin:
+                latencies.append(time.perf_counter() - now)
+
+    await asyncio.gather(*(asker(number) for number in range(args.concurrency)))
+    return len(latencies), args.duration, latencies
+
+
+async def paced_load(
+    ask: Ask, rate: float, args: argparse.Namespace
+) -> tuple[int, float, list[float]]:
+    """Asks started on a fixed schedule at `rate` per second; latencies after the warm-up."""
+    latencies: list[float] = []
+    tasks: set[asyncio.Task[None]] = set()
+    start = time.perf_counter()
+    begin, end = start + args.warmup, start + args.warmup + args.duration
+
+    async def one(n: int, due: float) -> None:
+        await ask(f"k{n % args.keys}", {"n": n})
+        if due >= begin:
+            latencies.append(time.perf_counter() - due)
+
+    n = 0
+    while (due := start + n / rate) < end:
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        task = asyncio.create_task(one(n, due))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+        n += 1
+    failed = [r for r in await asyncio.gather(*tasks, return_exceptions=True) if r is not None]
+    if failed:
+        print(f"  {len(failed)} asks failed, e.g. {failed[0]!r}", flush=True)
+    return len(latencies), args.duration, latencies
+
+
+async def measure(target: str, processes: int, ask: Ask, args: argparse.Namespace) -> list[Load]:
+    peak = Load(target, processes, "peak", *await closed_load(ask, args))
+    half = Load(target, processes, "half", *await paced_load(ask, peak.rate / 2, args))
+    for load in (peak, half):
+        print(
+            f"  {target}, {processes} process(es), {load.mode}: {load.rate:,.0f}/s,"
+            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms",
+            flush=True,
+        )
+    return [peak, half]
+
+
+def asker(sender: Runtime) -> Ask:
+    async def ask(key_: str, command: JsonObject) -> Any:
+        return await sender.ask(KIND, key_, command)
+
+    return ask
+
+
+# --- memory ----------------------------------------------------------------------------
+
+
+async def committed(settings: Settings) -> int:
+    assert settings.database_url is not None
+    connection = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        count: int = await connection.fetchval(
+            "SELECT count(*) FROM actor_state WHERE kind = $1", KIND
+        )
+    finally:
+        await connection.close()
+    return count
+
+
+async def memory(settings: Settings, redis: Redis, keys_: int) -> dict[str, float]:
+    """RSS (MiB) of one worker before, after `keys_` distinct keys, and after passivation."""
+    sender = Runtime(settings, redis)
+    async with children(settings, "worker", 1, DEER_ACTOR_IDLE_TIMEOUT="2") as (worker,):
+        rss = psutil.Process(worker.pid)
+        before = rss.memory_info().rss / 2**20
+        base = await committed(settings)
+        began = time.perf_counter()
+        for start in range(0, keys_, 100):
+            await asyncio.gather(
+                *(sender.tell(KIND, f"m{n}", {"n": 1}) for n in range(start, start + 100))
+            )
+        while await committed(settings) < base + keys_:  # noqa: ASYNC110 - polls PostgreSQL
+            await asyncio.sleep(0.5)
+        seconds = time.perf_counter() - began
+        after = rss.memory_info().rss / 2**20
+        await asyncio.sleep(settings.actor_lease_renew + 3)  # a sweep after the idle timeout
+        swept = rss.memory_info().rss / 2**20
+    return {"before": before, "after": after, "swept": swept, "seconds": seconds}
+
+
+# --- the run ---------------------------------------------------------------------------
+
+
+async def admin(sql: str) -> None:
+    connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+    try:
+        await connection.execute(sql)
+    finally:
+        await connection.close()
+
+
+async def run(args: argparse.Namespace) -> None:
+    from deer import db
+
+    namespace = f"bench-actors-{uuid.uuid4().hex[:8]}"
+    settings = bench_settings(args.redis_url, namespace)
+    await admin(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+    await admin(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    await db.migrate(settings)
+    redis = create_redis(settings)  # the runtime's own pool: blocking, bounded
+    loads: list[Load] = []
+    mem: dict[str, float] | None = None
+    try:
+        for processes in (1, 2):
+            ceiling = CeilingClient(settings, redis)
+            await ceiling.start()
+            try:
+                async with children(settings, "ceiling", processes):
+                    loads += await measure("Redis ceiling", processes, ceiling.ask, args)
+            finally:
+                await ceiling.close()
+            sender = Runtime(settings, redis)
+            await sender.start()
+            try:
+                async with children(settings, "worker", processes):
+                    loads += await measure("actor ask", processes, asker(sender), args)
+            finally:
+                await sender.close()
+        if args.memory_keys:
+            mem = await memory(settings, redis, args.memory_keys)
+    finally:
+        async for found in redis.scan_iter(match=f"{namespace}:*", count=1000):
+            await redis.delete(found)
+        await redis.aclose(close_connection_pool=True)
+        await admin(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+    report(loads, mem, args)
+
+
+def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Namespace) -> None:
+    now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    print(
+        f"\n{now}; {len(os.sched_getaffinity(0))} CPUs ({cpu}); Python {platform.python_version()}"
+    )
+    print(
+        f"concurrency {args.concurrency}, {args.keys} keys, {args.duration:g} s per load"
+        f" after {args.warmup:g} s warm-up\n"
+    )
+    print("| target | processes | load | asks/s | p50 ms | p99 ms | of ceiling |")
+    print("|---|---|---|---|---|---|---|")
+    ceilings = {
+        (load.processes, load.mode): load.rate for load in loads if load.target != "actor ask"
+    }
+    for load in loads:
+        ratio = (
+            f"{load.rate / ceilings[(load.processes, 'peak')]:.0%}"
+            if load.target == "actor ask" and load.mode == "peak"
+            else ""
+        )
+        print(
+            f"| {load.target} | {load.processes} | {load.mode} | {load.rate:,.0f} |"
+            f" {load.percentile(0.5) * 1000:.2f} | {load.percentile(0.99) * 1000:.2f} | {ratio} |"
+        )
+    if mem is not None:
+        print(
+            f"\nmemory: {args.memory_keys:,} distinct keys told once in {mem['seconds']:.0f} s;"
+            f" worker RSS {mem['before']:.0f} MiB before, {mem['after']:.0f} MiB after"
+            f" (+{mem['after'] - mem['before']:.0f}), {mem['swept']:.0f} MiB after passivation"
+        )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--duration", type=float, default=8.0, help="seconds per load")
+    parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
+    parser.add_argument("--concurrency", type=int, default=32, help="askers in the peak load")
+    parser.add_argument("--keys", type=int, default=1000, help="distinct keys asked")
+    parser.add_argument("--memory-keys", type=int, default=100_000, help="0: no memory check")
+    parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument("--role", choices=["ceiling", "worker"], help=argparse.SUPPRESS)
+    parser.add_argument("--share", default="", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role is not None:
+        return child_main(args.role, args.share)
+    asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
