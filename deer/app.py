@@ -11,6 +11,7 @@ from typing import Final
 import aiohttp
 from aiohttp import web
 
+from actors import metrics as actor_metrics
 from actors.registry import entity_actors
 from actors.runtime import Runtime
 from config.settings import Settings
@@ -56,6 +57,7 @@ async def actors_context(app: web.Application) -> AsyncIterator[None]:
     """
     runtime = Runtime(app[keys.SETTINGS], app[keys.REDIS], entity_actors())
     app[keys.ACTORS] = runtime
+    actor_metrics.register(app[keys.METRICS].registry, runtime)
     started, tried = asyncio.Event(), asyncio.Event()
 
     async def start() -> None:

@@ -172,3 +172,8 @@ async def test_access_log_line_has_route_status_and_latency(
     assert record.route == "/probe/small"  # type: ignore[attr-defined]
     assert record.ms >= 0  # type: ignore[attr-defined]
     assert record.request_id == "log-me"  # type: ignore[attr-defined]
+
+
+async def test_metrics_include_the_actor_runtime(client: TestClient[Any, Any]) -> None:
+    text = await (await client.get("/metrics")).text()
+    assert "# TYPE deer_actor_handle_duration_seconds histogram" in text
