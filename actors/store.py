@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
+from tortoise import connections
 from tortoise.transactions import in_transaction
 
 from actors.base import JsonObject, StaleOwner, VersionConflict
@@ -71,6 +72,37 @@ async def record_token(kind: str, partition: int, token: int) -> int:
     return fence
 
 
+# The turn's commit is one statement, so one round trip and no explicit transaction (a single
+# statement is atomic): the fencing check (`FOR SHARE` on the partition row, which waits for a
+# `record_token` in progress and then sees its token), the state write (only if the token is
+# still the partition's) and the events (only if the state was written). Its answer tells a
+# stale owner (`fence` not the token: nothing written) from a stale copy (`version` NULL).
+_FENCE: Final = (
+    "WITH fence AS (SELECT fencing_token FROM actor_partition"
+    " WHERE kind = $1 AND partition = $7 FOR SHARE), "
+)
+_EVENTS: Final = (
+    ", events AS (INSERT INTO actor_outbox (kind, key, message_id, event, created_at)"
+    " SELECT $1, $2, $4, e, now() FROM jsonb_array_elements($9::jsonb) AS e"
+    " WHERE EXISTS (SELECT 1 FROM written))"
+    " SELECT (SELECT fencing_token FROM fence) AS fence, (SELECT version FROM written) AS version"
+)
+INSERT_TURN: Final = (
+    _FENCE
+    + "written AS (INSERT INTO actor_state (kind, key, state, last_message_id, last_command_id,"
+    " last_reply, version, updated_at)"
+    " SELECT $1, $2, $3::jsonb, $4, $5, $6::jsonb, 1, now()"
+    " WHERE EXISTS (SELECT 1 FROM fence WHERE fencing_token = $8)"
+    " ON CONFLICT (kind, key) DO NOTHING RETURNING version)" + _EVENTS
+)
+UPDATE_TURN: Final = (
+    _FENCE + "written AS (UPDATE actor_state SET state = $3::jsonb, last_message_id = $4,"
+    " last_command_id = $5, last_reply = $6::jsonb, version = version + 1, updated_at = now()"
+    " WHERE kind = $1 AND key = $2 AND version = $10"
+    " AND EXISTS (SELECT 1 FROM fence WHERE fencing_token = $8) RETURNING version)" + _EVENTS
+)
+
+
 async def commit(
     *,
     kind: str,
@@ -84,43 +116,29 @@ async def commit(
     version: int,
     events: Sequence[JsonObject] = (),
 ) -> int:
-    """Write the turn's state, the message that caused it and its events, in one transaction.
+    """Write the turn's state, the message that caused it and its events, atomically.
 
     Raises `StaleOwner` when `token` is no longer the partition's (nothing is written) and
     `VersionConflict` when the row is not at `version` (a stale copy). Returns the new version.
     """
-    async with in_transaction(CONNECTION) as connection:
-        rows = await connection.execute_query_dict(
-            "SELECT fencing_token FROM actor_partition WHERE kind = $1 AND partition = $2"
-            " FOR SHARE",
-            [kind, partition],
-        )
-        if not rows or rows[0]["fencing_token"] != token:
-            raise StaleOwner(kind, partition, token)
-        values = [kind, key, _json(state), message_id, command_id, _json(reply)]
-        # RETURNING, not the status line: tortoise reads "INSERT 0 1" as 0 rows (the oid).
-        if version == 0:
-            written = await connection.execute_query_dict(
-                "INSERT INTO actor_state (kind, key, state, last_message_id, last_command_id,"
-                " last_reply, version, updated_at)"
-                " VALUES ($1, $2, $3::jsonb, $4, $5, $6::jsonb, 1, now())"
-                " ON CONFLICT (kind, key) DO NOTHING RETURNING version",
-                values,
-            )
-        else:
-            written = await connection.execute_query_dict(
-                "UPDATE actor_state SET state = $3::jsonb, last_message_id = $4,"
-                " last_command_id = $5, last_reply = $6::jsonb, version = version + 1,"
-                " updated_at = now() WHERE kind = $1 AND key = $2 AND version = $7"
-                " RETURNING version",
-                [*values, version],
-            )
-        if len(written) != 1:
-            raise VersionConflict(f"{kind}/{key} is no longer at version {version}")
-        if events:
-            await connection.execute_query(
-                "INSERT INTO actor_outbox (kind, key, message_id, event, created_at)"
-                " SELECT $1, $2, $3, e, now() FROM jsonb_array_elements($4::jsonb) AS e",
-                [kind, key, message_id, _json(list(events))],
-            )
+    values: list[Any] = [
+        kind,
+        key,
+        _json(state),
+        message_id,
+        command_id,
+        _json(reply),
+        partition,
+        token,
+        _json(list(events)),
+    ]
+    if version == 0:
+        rows = await connections.get(CONNECTION).execute_query_dict(INSERT_TURN, values)
+    else:
+        rows = await connections.get(CONNECTION).execute_query_dict(UPDATE_TURN, [*values, version])
+    row = rows[0]
+    if row["fence"] != token:
+        raise StaleOwner(kind, partition, token)
+    if row["version"] is None:
+        raise VersionConflict(f"{kind}/{key} is no longer at version {version}")
     return version + 1
