@@ -764,14 +764,16 @@ class KindHost:
     def _passivate(self) -> None:
         """Drop idle actors from memory; their next message reloads them."""
         horizon = time.monotonic() - self.settings.actor_idle_timeout
-        for cells in self.cells.values():
-            idle = [
-                name
+        for partition, cells in list(self.cells.items()):
+            kept = {
+                name: cell
                 for name, cell in cells.items()
-                if cell.task is None and not cell.mailbox and cell.idle_since < horizon
-            ]
-            for name in idle:
-                del cells[name]
+                if cell.task is not None or cell.mailbox or cell.idle_since >= horizon
+            }
+            if len(kept) < len(cells):
+                # A new dict, not deletions: a dict never shrinks its table when entries are
+                # deleted, so one that once held many keys would keep their slots for good.
+                self.cells[partition] = kept
 
     def snapshot(self) -> dict[str, int]:
         stats = self.stats
