@@ -35,12 +35,12 @@ def _decoded(value: Any) -> Any:
 
 
 async def load(kind: str, key: str) -> Stored | None:
-    async with in_transaction(CONNECTION) as connection:
-        rows = await connection.execute_query_dict(
-            "SELECT state, last_message_id, last_command_id, last_reply, version"
-            " FROM actor_state WHERE kind = $1 AND key = $2",
-            [kind, key],
-        )
+    # One statement, no explicit transaction: BEGIN and COMMIT would be two more round trips.
+    rows = await connections.get(CONNECTION).execute_query_dict(
+        "SELECT state, last_message_id, last_command_id, last_reply, version"
+        " FROM actor_state WHERE kind = $1 AND key = $2",
+        [kind, key],
+    )
     if not rows:
         return None
     row = rows[0]
