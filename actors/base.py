@@ -7,9 +7,10 @@ import zlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeAlias
+from typing import Any, ClassVar, Final, TypeAlias
 
-from deer.errors import TimedOut
+from deer import errors
+from deer.errors import DeerError, TimedOut
 
 JsonObject: TypeAlias = dict[str, Any]
 
@@ -61,7 +62,12 @@ class Actor(ABC):
 
     @abstractmethod
     async def handle(self, key: str, state: JsonObject, command: JsonObject) -> Outcome:
-        """Handle one command; return a new state (never mutate `state`)."""
+        """Handle one command; return a new state (never mutate `state`).
+
+        Raising a `DeerError` (a domain error: `OutOfStock`, an illegal transition) refuses
+        the command: nothing changes, the error is the reply, and `ask` raises it again. Any
+        other exception is a failure: retried, then dead-lettered.
+        """
 
 
 class ActorError(Exception):
@@ -104,6 +110,40 @@ class CommandFailed(ActorError):
         super().__init__(f"command {command_id} failed: {error}")
         self.command_id = command_id
         self.error = error
+
+
+# A reply that carries a domain error instead of a result (see `rejection`).
+REJECTED: Final = "__rejected__"
+
+_ERROR_OF_KIND: Final[dict[str, type[DeerError]]] = {
+    "validation_error": errors.ValidationFailed,
+    "not_found": errors.NotFound,
+    "unauthorized": errors.Unauthorized,
+    "forbidden": errors.Forbidden,
+    "conflict": errors.Conflict,
+    "unavailable": errors.Unavailable,
+}
+
+
+def rejection(error: DeerError) -> JsonObject:
+    """The reply of a turn whose `handle` raised a domain error: the command is refused, the
+    state stays as it was, and `ask` raises the error again in the caller's process."""
+    return {
+        REJECTED: {
+            "kind": error.kind,
+            "code": error.code,
+            "message": error.message,
+            "details": error.details,
+        }
+    }
+
+
+def raise_rejection(reply: Any) -> None:
+    """Raise the domain error a reply carries, if it carries one (`rejection`)."""
+    if isinstance(reply, dict) and REJECTED in reply:
+        found = reply[REJECTED]
+        error_class = _ERROR_OF_KIND.get(found["kind"], DeerError)
+        raise error_class(found["message"], code=found["code"], **found["details"])
 
 
 def partition_of(key: str, partitions: int) -> int:

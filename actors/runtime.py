@@ -38,12 +38,15 @@ from actors.base import (
     VersionConflict,
     message_order,
     partition_of,
+    raise_rejection,
+    rejection,
     reminder_command_id,
 )
 from actors.leases import Leases, lease_key, lease_value
 from actors.outbox import OutboxRelay
 from config.settings import Settings
 from deer.cache import key
+from deer.errors import DeerError
 
 log = logging.getLogger(__name__)
 
@@ -665,6 +668,8 @@ class KindHost:
         for attempt in range(1, self.settings.actor_max_attempts + 1):
             try:
                 return await self.actor.handle(key_, state, entry.body), "", attempt
+            except DeerError as exc:  # the command is refused: the error is the reply
+                return Outcome(state=state, reply=rejection(exc)), "", attempt
             except Exception as exc:
                 error = f"{type(exc).__name__}: {exc}"
                 log.warning("actor %s/%s: attempt %d failed: %s", self.kind, key_, attempt, error)
@@ -931,6 +936,7 @@ class Runtime:
             self.replies.waiting.pop(command_id, None)
         if not result.ok:
             raise CommandFailed(command_id, result.error or "")
+        raise_rejection(result.reply)
         return result.reply
 
     async def cancel_reminder(self, kind: str, key_: str, reminder_id: str) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -66,6 +67,19 @@ class Settings(BaseSettings):
     shutdown_timeout: float = Field(default=10.0, gt=0, le=300)
     auto_migrate: bool | None = None  # None: apply migrations at start when embedded
 
+    # --- commerce (deer/shop, deer/catalog, deer/payments; docs/commerce.md) -----------
+    order_payment_timeout: float = Field(default=30 * 60, gt=0, le=7 * 24 * 3600)  # seconds
+    order_auto_complete: float = Field(default=10 * 24 * 3600, gt=0, le=365 * 24 * 3600)  # s
+    member_points_per_yuan: int = Field(default=1, ge=0, le=1000)
+    # Cumulative spend (fen) from which each level starts: level n needs thresholds[n].
+    member_level_thresholds: Annotated[tuple[int, ...], NoDecode] = (
+        0,
+        100_000,
+        500_000,
+        2_000_000,
+        10_000_000,
+    )
+
     # --- actor runtime (actors/, docs/actors.md) ---------------------------------------
     # Partitions per actor kind: fixed for the life of a kind (a key's partition must not move).
     actor_partitions: int = Field(default=16, ge=1, le=4096)
@@ -99,6 +113,22 @@ class Settings(BaseSettings):
     def _split_origins(cls, value: Any) -> Any:
         if isinstance(value, str):
             return tuple(part.strip().rstrip("/") for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("member_level_thresholds", mode="before")
+    @classmethod
+    def _split_thresholds(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("member_level_thresholds")
+    @classmethod
+    def _thresholds_ascend(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or value[0] != 0:
+            raise ValueError("the first level threshold must be 0 (every member has a level)")
+        if any(later <= earlier for earlier, later in itertools.pairwise(value)):
+            raise ValueError("level thresholds must rise strictly, e.g. 0,100000,500000")
         return value
 
     @field_validator("database_url")
@@ -183,7 +213,7 @@ class Settings(BaseSettings):
             elif value is None:
                 text = "(embedded)" if name in ("database_url", "redis_url") else "(none)"
             elif isinstance(value, tuple):
-                text = ",".join(value) or "(none)"
+                text = ",".join(map(str, value)) or "(none)"
             else:
                 text = str(value)
             shown[ENV_PREFIX + name.upper()] = text

@@ -23,6 +23,7 @@ MODEL_MODULES: Final = [
     "deer.accounts.models",
     "deer.access.models",
     "deer.catalog.models",
+    "deer.shop.models",
     "actors.models",
 ]
 MIGRATIONS: Final = "deer.migrations"

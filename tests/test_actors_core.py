@@ -19,6 +19,7 @@ from actors.runtime import KindHost, Runtime, dead_letter_key, stream_key
 from actors.testing.counter import Counter
 from config.settings import Settings
 from deer import cache, db
+from deer.errors import Conflict
 from tests.actors_support import FAST, actor_rows, eventually
 
 
@@ -71,6 +72,25 @@ async def test_asks_apply_each_command_once_in_order(fast: Settings, redis: Redi
         assert host.stats()["counter"]["redelivered"] == 0
     finally:
         await sender.close()
+        await host.close()
+
+
+async def test_domain_error_refuses_the_command_and_reaches_the_asker(
+    fast: Settings, redis: Redis
+) -> None:
+    host = await started(Runtime(fast, redis, [Counter()]))
+    try:
+        assert await host.ask("counter", "r", {"id": "r-1"}) == 1
+        with pytest.raises(Conflict) as refused:
+            await host.ask("counter", "r", {"id": "r-2", "refuse": "too_many"})
+        assert refused.value.code == "too_many"
+        assert refused.value.details == {"at": 1}
+        assert await host.ask("counter", "r", {"id": "r-3"}) == 2  # carries on, not retried
+        rows = await actor_rows(fast, "counter")
+        assert rows["r"]["state"]["applied"] == ["r-1", "r-3"]
+        assert host.stats()["counter"]["dead_letters"] == 0
+        assert await redis.xlen(dead_letter_key(fast, "counter")) == 0
+    finally:
         await host.close()
 
 

@@ -7,6 +7,7 @@ import os
 from typing import ClassVar
 
 from actors.base import Actor, JsonObject, Outcome, Reminder
+from deer.errors import Conflict
 
 CRASH_EXIT_CODE = 70
 
@@ -19,8 +20,9 @@ class Counter(Actor):
     """State: `count` and the `applied` command ids in order. Reply: the new count.
 
     Command fields besides `id`: `sleep` (seconds, before applying), `fail` (raise `Poison`),
-    `crash` (end the process at once, `os._exit`), `remind` (`{"id", "at", "command"}`: schedule
-    a reminder) and `cancel` (a reminder id to cancel).
+    `crash` (end the process at once, `os._exit`), `refuse` (raise a domain error `Conflict`
+    with that code: the command is refused, nothing changes), `remind`
+    (`{"id", "at", "command"}`: schedule a reminder) and `cancel` (a reminder id to cancel).
     """
 
     kind: ClassVar[str] = "counter"
@@ -33,6 +35,8 @@ class Counter(Actor):
             await asyncio.sleep(float(command["sleep"]))
         if command.get("fail"):
             raise Poison(f"poison command {command.get('id')}")
+        if command.get("refuse"):
+            raise Conflict("the counter refuses", code=str(command["refuse"]), at=state["count"])
         if command.get("crash"):
             os._exit(CRASH_EXIT_CODE)
         count = int(state["count"]) + 1

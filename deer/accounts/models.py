@@ -108,7 +108,9 @@ class Member(Model):
     )
     level = fields.SmallIntField(default=0)
     points = fields.BigIntField(default=0)
-    total_spent = fields.BigIntField(default=0)  # fen
+    total_spent = fields.BigIntField(default=0)  # fen, paid minus refunded
+    paid_orders = fields.IntField(default=0, db_default=0)
+    tags: fields.Field[list[str]] = fields.JSONField(default=list, db_default="[]")
     session_generation = fields.IntField(default=0, db_default=0)
     last_login_at = fields.DatetimeField(null=True)
     last_login_ip = fields.CharField(max_length=45, null=True)
@@ -117,6 +119,45 @@ class Member(Model):
 
     class Meta:
         table = "member"
+
+
+class MemberNote(Model):
+    """A staff note on a member (called back, prefers invoices, ...)."""
+
+    id = fields.BigIntField(primary_key=True)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "deer.Member", related_name="notes", on_delete=fields.CASCADE
+    )
+    author: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
+        "deer.User", related_name="member_notes", null=True, on_delete=fields.SET_NULL
+    )
+    body = fields.TextField()
+    created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        table = "member_note"
+
+
+class PointsEntry(Model):
+    """One change of a member's points: earned on a paid order, revoked on a refund, adjusted
+    by staff. `(member, kind, ref)` is unique, so each cause counts once however often it is
+    applied (`ref`: `order:<id>`, `refund:<no>`, or a staff adjustment's request id)."""
+
+    id = fields.BigIntField(primary_key=True)
+    member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
+        "deer.Member", related_name="points_entries", on_delete=fields.CASCADE
+    )
+    kind = fields.CharField(max_length=16)  # earn, revoke, adjust
+    ref = fields.CharField(max_length=96)
+    points = fields.BigIntField()  # signed
+    amount = fields.BigIntField(default=0)  # fen the entry is for (paid or refunded)
+    order_id = fields.BigIntField(null=True, db_index=True)
+    note = fields.CharField(max_length=256, default="")
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "points_entry"
+        unique_together = (("member", "kind", "ref"),)
 
 
 class AuditLog(Model):

@@ -58,3 +58,58 @@ class Product(Model):
             CheckConstraint(check="stock >= 0", name="product_stock_not_negative"),
             CheckConstraint(check="price >= 0 AND cost >= 0", name="product_money_not_negative"),
         )
+
+
+class StockChange(StrEnum):
+    SET = "set"  # staff set the stock to a value
+    DELTA = "delta"  # staff added or removed some
+    IMPORT = "import"  # a bulk import set it
+    RESERVE = "reserve"  # an order was created
+    RELEASE = "release"  # an unpaid order was cancelled or timed out
+    RESTORE = "restore"  # an unshipped order was refunded
+
+
+class StockMovement(Model):
+    """Every change of a product's stock, with who or which order caused it, and why."""
+
+    id = fields.BigIntField(primary_key=True)
+    product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
+        "deer.Product", related_name="stock_movements", on_delete=fields.CASCADE
+    )
+    change = fields.CharEnumField(StockChange, max_length=16)
+    delta = fields.BigIntField()  # signed
+    stock_after = fields.BigIntField()
+    reason = fields.CharField(max_length=256, default="")
+    user_id = fields.BigIntField(null=True)  # the staff member, for set/delta/import
+    order_id = fields.BigIntField(null=True, db_index=True)
+    created_at = fields.DatetimeField(auto_now_add=True)
+
+    class Meta:
+        table = "stock_movement"
+        indexes = (("product_id", "created_at"),)
+
+
+class ReservationState(StrEnum):
+    RESERVED = "reserved"
+    RELEASED = "released"
+    RESTORED = "restored"
+
+
+class StockReservation(Model):
+    """The stock an order holds of a product: reserved once per (order, product), released
+    or restored at most once (the order actor may apply a step twice after a crash)."""
+
+    id = fields.BigIntField(primary_key=True)
+    order_id = fields.BigIntField()
+    product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
+        "deer.Product", related_name="reservations", on_delete=fields.RESTRICT
+    )
+    quantity = fields.BigIntField()
+    state = fields.CharEnumField(ReservationState, max_length=16, default=ReservationState.RESERVED)
+    sold = fields.BooleanField(default=False)  # counted in the product's sales (order paid)
+    created_at = fields.DatetimeField(auto_now_add=True)
+    updated_at = fields.DatetimeField(auto_now=True)
+
+    class Meta:
+        table = "stock_reservation"
+        unique_together = (("order_id", "product"),)

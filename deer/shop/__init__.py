@@ -1,0 +1,1 @@
+"""The shop: the cart and order actors, checkout and the order center."""
