@@ -97,7 +97,7 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.migrate_at_start:
         run_async(migrate(settings))
-    kinds = entity_actors()
+    kinds = entity_actors(settings)
 
     def ready(_: object) -> None:
         hosted = ", ".join(actor.kind for actor in kinds) or "no kinds yet"

@@ -343,16 +343,16 @@ async def recreate_database(name: str, create: bool) -> None:
 
 
 @contextlib.contextmanager
-def bench_database(url: str | None) -> Iterator[str]:
-    """The URL given, used as is; or a fresh `deer_bench` database, dropped at the end."""
+def bench_database(url: str | None, name: str = BENCH_DATABASE) -> Iterator[str]:
+    """The URL given, used as is; or a fresh database `name`, dropped at the end."""
     if url is not None:
         yield url
         return
-    run_async(recreate_database(BENCH_DATABASE, create=True))
+    run_async(recreate_database(name, create=True))
     try:
-        yield f"{POSTGRES_SERVER}/{BENCH_DATABASE}"
+        yield f"{POSTGRES_SERVER}/{name}"
     finally:
-        run_async(recreate_database(BENCH_DATABASE, create=False))
+        run_async(recreate_database(name, create=False))
 
 
 # --- load generators -------------------------------------------------------------------

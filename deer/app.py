@@ -24,6 +24,7 @@ from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
 from deer.logs import install_request_ids
 from deer.ratelimit import Limiter
+from deer.shop import orders_http
 from deer.web import ops
 from deer.web.auth import auth_middleware
 from deer.web.metrics import Metrics
@@ -55,7 +56,7 @@ async def actors_context(app: web.Application) -> AsyncIterator[None]:
     With Redis or PostgreSQL down at start, the app still starts (readiness says which is
     down) and the runtime keeps trying in the background.
     """
-    runtime = Runtime(app[keys.SETTINGS], app[keys.REDIS], entity_actors())
+    runtime = Runtime(app[keys.SETTINGS], app[keys.REDIS], entity_actors(app[keys.SETTINGS]))
     app[keys.ACTORS] = runtime
     actor_metrics.register(app[keys.METRICS].registry, runtime)
     started, tried = asyncio.Event(), asyncio.Event()
@@ -146,4 +147,5 @@ def create_app(settings: Settings) -> web.Application:
     members_http.api.register(app)
     audit_http.api.register(app)
     access_http.api.register(app)
+    orders_http.api.register(app)
     return app

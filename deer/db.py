@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any, Final
@@ -58,6 +59,9 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
     }
 
 
+_closed: weakref.WeakSet[TortoiseContext] = weakref.WeakSet()
+
+
 class Database:
     """The process's tortoise context and its pool; shared when one is already active."""
 
@@ -68,7 +72,7 @@ class Database:
 
     async def open(self) -> None:
         current = get_current_context()
-        if current is not None and current.inited:
+        if current is not None and current.inited and current not in _closed:
             self._context = current  # a second app in the same process (tests) shares it
             return
         self._context = await Tortoise.init(
@@ -79,6 +83,9 @@ class Database:
     async def close(self) -> None:
         if self._owner and self._context is not None:
             await self._context.close_connections()
+            # A task that saw this context keeps it in its context variable, still "inited":
+            # a later app in that task (tests restarting one) must open a new one.
+            _closed.add(self._context)
         self._context = None
 
     def pool(self) -> asyncpg.Pool | None:

@@ -24,6 +24,8 @@ SIGNED_IN: Final = frozenset(ROLES)
 ADMIN: Final = frozenset({"admin"})
 MANAGERS: Final = frozenset({"admin", "sales_manager"})
 STAFF: Final = frozenset({"admin", "sales_manager", "sales", "ops"})
+OPS: Final = frozenset({"admin", "ops"})
+MEMBER: Final = frozenset({"member"})  # staff (admin too) are refused: members_only
 
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -75,6 +77,16 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/admin/policies"): ADMIN,
     ("GET", "/api/admin/policies/check"): ADMIN,
     ("DELETE", "/api/admin/policies/{id}"): ADMIN,
+    # orders
+    ("POST", "/api/orders"): MEMBER,
+    ("GET", "/api/orders"): MEMBER,
+    ("GET", "/api/orders/{id}"): frozenset({"admin", "ops", "sales_manager", "member"}),
+    ("POST", "/api/orders/{id}/cancel"): frozenset({"admin", "ops", "member"}),
+    ("POST", "/api/orders/{id}/confirm"): MEMBER,
+    ("POST", "/api/orders/{id}/ship"): OPS,
+    ("POST", "/api/orders/{id}/refunds"): OPS,
+    ("GET", "/api/admin/orders"): frozenset({"admin", "ops", "sales_manager"}),
+    ("GET", "/api/admin/orders/export"): OPS,
 }
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -16,6 +16,7 @@ from deer.errors import ValidationFailed
 from deer.web.responses import JSON, HttpError, json_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Callers = Literal["anyone", "members", "staff"]
 ENDPOINT_ATTR: Final = "__deer_endpoint__"
 
 
@@ -43,6 +44,9 @@ class Endpoint:
     public: bool = False
     content_type: str = JSON
     documented: bool = True  # False only for the docs page's own plumbing
+    # Who may call, besides the policy: "members" (shoppers) or "staff" only; checked before
+    # the body is read, so an admin calling a shopper's route gets 403 `members_only`.
+    callers: Callers = "anyone"
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -94,9 +98,12 @@ def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
 class Api:
     """A table of declared endpoints, one per domain HTTP module."""
 
-    def __init__(self, tags: Sequence[str] = (), *, public: bool = False) -> None:
+    def __init__(
+        self, tags: Sequence[str] = (), *, public: bool = False, callers: Callers = "anyone"
+    ) -> None:
         self.tags = tuple(tags)
         self.public = public  # the default of this table's endpoints
+        self.callers: Callers = callers
         self.endpoints: list[tuple[Endpoint, Handler]] = []
 
     def route(
@@ -114,6 +121,7 @@ class Api:
         content_type: str = JSON,
         tags: Sequence[str] | None = None,
         documented: bool = True,
+        callers: Callers | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
         endpoint = Endpoint(
             method=method.upper(),
@@ -128,6 +136,7 @@ class Api:
             public=self.public if public is None else public,
             content_type=content_type,
             documented=documented,
+            callers=self.callers if callers is None else callers,
         )
 
         def decorate(function: Callable[..., Awaitable[Any]]) -> Handler:

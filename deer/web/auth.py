@@ -2,7 +2,8 @@
 
 A declared public endpoint is open to all. Any other needs a valid access token (401
 otherwise) and a casbin policy allowing one of the caller's roles that path and method
-(403 otherwise). Handlers read the caller with `principal_of(request)`.
+(403 otherwise); an endpoint declared for members or for staff only refuses the other kind
+(403 `members_only` / `staff_only`). Handlers read the caller with `principal_of(request)`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ from deer.errors import Forbidden
 from deer.web.api import endpoint_of
 
 PRINCIPAL: Final = web.RequestKey("principal", Principal)
+MEMBERS_ONLY: Final = "only a member (a shopper) can do this; staff accounts cannot shop"
+STAFF_ONLY: Final = "only staff can do this"
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -61,5 +64,11 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = route_pattern(resource.canonical)
     if not request.app[keys.POLICIES].allows(principal.roles, route, request.method):
         raise Forbidden(f"your roles may not {request.method} {request.path}")
+    endpoint = endpoint_of(request.match_info.handler)
+    if endpoint is not None and endpoint.callers != "anyone":
+        if endpoint.callers == "members" and principal.kind != "member":
+            raise Forbidden(MEMBERS_ONLY, code="members_only")
+        if endpoint.callers == "staff" and principal.kind != "staff":
+            raise Forbidden(STAFF_ONLY, code="staff_only")
     request[PRINCIPAL] = principal
     return await handler(request)
