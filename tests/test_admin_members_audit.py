@@ -39,7 +39,12 @@ async def test_members_newest_first_with_filters(client: Client, root: str) -> N
     second = await make_member("13700000002", name="周芷若", condition=MemberCondition.FORMAL)
     third = await make_member("13600000003", name="赵灵儿", condition=MemberCondition.FROZEN)
     await Member.filter(id=second.id).update(
-        level=2, points=1280, total_spent=128_000, wechat_openid="o-abc"
+        level=2,
+        points=1280,
+        total_spent=128_000,
+        paid_orders=3,
+        tags=["VIP", "回头客"],
+        wechat_openid="o-abc",
     )
 
     status, body = await call(client, "GET", "/api/admin/members", root, params={"size": 2})
@@ -58,6 +63,8 @@ async def test_members_newest_first_with_filters(client: Client, root: str) -> N
         "level": 2,
         "points": 1280,
         "total_spent": 128_000,
+        "paid_orders": 3,
+        "tags": ["VIP", "回头客"],
         "wechat_bound": True,
         "last_login_at": None,
         "last_login_ip": None,

@@ -24,6 +24,7 @@ SIGNED_IN: Final = frozenset(ROLES)
 ADMIN: Final = frozenset({"admin"})
 MANAGERS: Final = frozenset({"admin", "sales_manager"})
 STAFF: Final = frozenset({"admin", "sales_manager", "sales", "ops"})
+MEMBER: Final = frozenset({"member"})
 
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -70,6 +71,16 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/api/admin/members"): STAFF,
     ("GET", "/api/admin/members/{id}"): STAFF,
     ("PATCH", "/api/admin/members/{id}"): ADMIN,
+    ("PUT", "/api/admin/members/{id}/tags"): MANAGERS,
+    ("GET", "/api/admin/members/{id}/notes"): STAFF,
+    ("POST", "/api/admin/members/{id}/notes"): STAFF,
+    ("DELETE", "/api/admin/members/{id}/notes/{note_id}"): STAFF,
+    ("GET", "/api/admin/members/{id}/points"): STAFF,
+    ("POST", "/api/admin/members/{id}/points"): ADMIN,
+    # a member's own
+    ("GET", "/api/members/me"): MEMBER,
+    ("PATCH", "/api/members/me"): MEMBER,
+    ("GET", "/api/members/me/points"): MEMBER,
     ("GET", "/api/admin/audit"): ADMIN,
     ("GET", "/api/admin/policies"): ADMIN,
     ("POST", "/api/admin/policies"): ADMIN,

@@ -28,7 +28,7 @@ from config.settings import Settings
 from deer.accounts.admin_common import Page, Paging, paged
 from deer.accounts.audit import Actor, record_by
 from deer.accounts.errors import IdempotencyKeyReused, InsufficientPoints
-from deer.accounts.models import PointsEntry
+from deer.accounts.models import Member, PointsEntry
 from deer.errors import NotFound
 
 
@@ -245,5 +245,7 @@ async def adjust_points(
 
 async def list_entries(member_id: int, paging: Paging) -> Page[PointsEntry]:
     """A member's points ledger, newest first."""
+    if not await Member.exists(id=member_id):
+        raise NotFound(f"no member has the id {member_id}")
     entries, total = await paged(PointsEntry.filter(member_id=member_id), paging, "-id")
     return Page(entries, total, paging.page, paging.size)
