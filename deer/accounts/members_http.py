@@ -58,7 +58,7 @@ Tag = Annotated[
 ]
 Level = Annotated[int, Field(ge=0, le=32_767)]
 Fen = Annotated[int, Field(ge=0, le=BIGINT_MAX, description="fen")]
-Key = Annotated[str, StringConstraints(pattern=_KEY.pattern)]
+Key = Annotated[str, StringConstraints(pattern=f"^{_KEY.pattern}$")]
 
 
 def _unique_tags(tags: list[str]) -> list[str]:
