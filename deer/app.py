@@ -18,7 +18,7 @@ from config.settings import Settings
 from deer import cache, db, keys
 from deer.access import http as access_http
 from deer.access.policy import Policies
-from deer.accounts import audit_http, members_http, org_http, staff_http
+from deer.accounts import audit_http, members_http, org_http, profile_http, staff_http
 from deer.accounts import http as accounts_http
 from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
@@ -145,6 +145,7 @@ def create_app(settings: Settings) -> web.Application:
     staff_http.api.register(app)
     org_http.api.register(app)
     members_http.api.register(app)
+    profile_http.api.register(app)
     audit_http.api.register(app)
     access_http.api.register(app)
     orders_http.api.register(app)

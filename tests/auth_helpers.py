@@ -145,15 +145,11 @@ async def call(
     *,
     json: Any = None,
     params: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> tuple[int, Any]:
     """One request with an optional bearer token: its status and JSON body (None if empty)."""
-    response = await client.request(
-        method,
-        path,
-        json=json,
-        params=params,
-        headers=bearer(token) if token is not None else None,
-    )
+    sent = {**(bearer(token) if token is not None else {}), **(headers or {})}
+    response = await client.request(method, path, json=json, params=params, headers=sent)
     text = await response.text()
     if not text:
         return response.status, None

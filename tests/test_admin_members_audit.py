@@ -34,12 +34,24 @@ async def state() -> tuple[Any, ...]:
 # --- members -----------------------------------------------------------------------------
 
 
+async def member_ids(client: Client, token: str, **params: Any) -> list[int]:
+    """The ids `GET /api/admin/members` lists with these query parameters."""
+    status, body = await call(client, "GET", "/api/admin/members", token, params=params)
+    assert status == 200, body
+    return [member["id"] for member in body["items"]]
+
+
 async def test_members_newest_first_with_filters(client: Client, root: str) -> None:
     first = await make_member("13700000001", name="赵敏")
     second = await make_member("13700000002", name="周芷若", condition=MemberCondition.FORMAL)
     third = await make_member("13600000003", name="赵灵儿", condition=MemberCondition.FROZEN)
     await Member.filter(id=second.id).update(
-        level=2, points=1280, total_spent=128_000, wechat_openid="o-abc"
+        level=2,
+        points=1280,
+        total_spent=128_000,
+        paid_orders=3,
+        tags=["VIP", "回头客"],
+        wechat_openid="o-abc",
     )
 
     status, body = await call(client, "GET", "/api/admin/members", root, params={"size": 2})
@@ -58,15 +70,15 @@ async def test_members_newest_first_with_filters(client: Client, root: str) -> N
         "level": 2,
         "points": 1280,
         "total_spent": 128_000,
+        "paid_orders": 3,
+        "tags": ["VIP", "回头客"],
         "wechat_bound": True,
         "last_login_at": None,
         "last_login_ip": None,
     }
 
     async def ids(**params: Any) -> list[int]:
-        status, body = await call(client, "GET", "/api/admin/members", root, params=params)
-        assert status == 200, body
-        return [member["id"] for member in body["items"]]
+        return await member_ids(client, root, **params)
 
     assert await ids(q="赵") == [third.id, first.id]
     assert await ids(q="137000") == [second.id, first.id]
@@ -81,6 +93,38 @@ async def test_members_newest_first_with_filters(client: Client, root: str) -> N
     assert (status, one["name"], one["wechat_bound"]) == (200, "赵敏", False)
     status, body = await call(client, "GET", "/api/admin/members/987654", root)
     assert (status, error_code(body)) == (404, "not_found")
+
+
+async def test_members_by_tag_level_and_spend(client: Client, root: str) -> None:
+    low = await make_member("13700000001")
+    mid = await make_member("13700000002")
+    high = await make_member("13700000003")
+    await Member.filter(id=low.id).update(total_spent=50_000, tags=["新客"])
+    await Member.filter(id=mid.id).update(level=1, total_spent=100_000, tags=["VIP", "新客"])
+    await Member.filter(id=high.id).update(level=2, total_spent=800_000, tags=["VIP"])
+
+    async def ids(**params: Any) -> list[int]:
+        return await member_ids(client, root, **params)
+
+    assert await ids(tag="VIP") == [high.id, mid.id]
+    assert await ids(tag=" 新客 ") == [mid.id, low.id]
+    assert await ids(tag="VI") == []
+    assert await ids(level=1) == [mid.id]
+    assert await ids(min_spent=100_000) == [high.id, mid.id]
+    assert await ids(max_spent=100_000) == [mid.id, low.id]
+    assert await ids(min_spent=100_000, max_spent=100_000, tag="VIP") == [mid.id]
+    status, body = await call(
+        client,
+        "GET",
+        "/api/admin/members",
+        root,
+        params={"tag": "x" * 21, "level": -1, "min_spent": 10, "max_spent": 9},
+    )
+    assert (status, field_paths(body)) == (422, {"tag", "level", "max_spent"})
+    status, body = await call(
+        client, "GET", "/api/admin/members", root, params={"min_spent": "1.5", "tag": ""}
+    )
+    assert (status, field_paths(body)) == (422, {"min_spent", "tag"})
 
 
 async def test_updating_a_member(client: Client, root: str) -> None:

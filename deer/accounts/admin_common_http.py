@@ -31,7 +31,7 @@ T = TypeVar("T")
 P = TypeVar("P", bound=BaseModel)
 
 
-def _printable(value: str) -> str:
+def printable(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("control characters are not allowed")
     return value
@@ -47,7 +47,7 @@ Id = Annotated[int, Field(ge=1, le=BIGINT_MAX)]
 Name = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=64),
-    AfterValidator(_printable),
+    AfterValidator(printable),
 ]
 Search = Name  # a search term has the shape of a name, for now
 RoleCode = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,31}$")]
@@ -75,9 +75,10 @@ def actor_of(request: web.Request) -> Actor:
     return Actor(principal_of(request), origin_of(request))
 
 
-def path_id(request: web.Request) -> int:
-    """The `{id}` of the path; anything but a bigint names no row (404, like a missing one)."""
-    raw = request.match_info["id"]
+def path_id(request: web.Request, name: str = "id") -> int:
+    """The `{id}` (or `{<name>}`) of the path; anything but a bigint names no row (404, like a
+    missing one)."""
+    raw = request.match_info[name]
     if not DIGITS.fullmatch(raw) or int(raw) > BIGINT_MAX:
         raise NotFound(f"nothing has the id {raw!r}")
     return int(raw)

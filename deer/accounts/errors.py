@@ -118,3 +118,21 @@ class RoleInUse(Conflict):
 class AdminRoleReserved(Forbidden):
     code = "admin_role_reserved"
     default_message = "only admins may grant or take the admin role"
+
+
+# --- members -------------------------------------------------------------------------------
+
+
+class InsufficientPoints(Conflict):
+    code = "insufficient_points"
+    default_message = "the member does not have that many points"
+
+
+class IdempotencyKeyReused(Conflict):
+    code = "idempotency_key_reused"
+    default_message = "this idempotency key was already used for a different request"
+
+
+class NotNoteAuthor(Forbidden):
+    code = "not_note_author"
+    default_message = "only the note's author or an admin may delete it"

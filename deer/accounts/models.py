@@ -128,9 +128,11 @@ class MemberNote(Model):
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
         "deer.Member", related_name="notes", on_delete=fields.CASCADE
     )
+    member_id: int
     author: fields.ForeignKeyNullableRelation[User] = fields.ForeignKeyField(
         "deer.User", related_name="member_notes", null=True, on_delete=fields.SET_NULL
     )
+    author_id: int | None
     body = fields.TextField()
     created_at = fields.DatetimeField(auto_now_add=True, db_index=True)
 
@@ -147,6 +149,7 @@ class PointsEntry(Model):
     member: fields.ForeignKeyRelation[Member] = fields.ForeignKeyField(
         "deer.Member", related_name="points_entries", on_delete=fields.CASCADE
     )
+    member_id: int
     kind = fields.CharField(max_length=16)  # earn, revoke, adjust
     ref = fields.CharField(max_length=96)
     points = fields.BigIntField()  # signed
