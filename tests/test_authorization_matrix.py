@@ -24,6 +24,7 @@ SIGNED_IN: Final = frozenset(ROLES)
 ADMIN: Final = frozenset({"admin"})
 MANAGERS: Final = frozenset({"admin", "sales_manager"})
 STAFF: Final = frozenset({"admin", "sales_manager", "sales", "ops"})
+OPS: Final = frozenset({"admin", "ops"})
 
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -75,6 +76,21 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/admin/policies"): ADMIN,
     ("GET", "/api/admin/policies/check"): ADMIN,
     ("DELETE", "/api/admin/policies/{id}"): ADMIN,
+    # catalog: browsing is public; ops write
+    ("GET", "/api/categories"): PUBLIC,
+    ("POST", "/api/categories"): OPS,
+    ("PATCH", "/api/categories/{id}"): OPS,
+    ("DELETE", "/api/categories/{id}"): OPS,
+    ("GET", "/api/products"): PUBLIC,
+    ("POST", "/api/products"): OPS,
+    ("POST", "/api/products/import"): OPS,
+    ("GET", "/api/products/{id}"): PUBLIC,
+    ("PATCH", "/api/products/{id}"): OPS,
+    ("DELETE", "/api/products/{id}"): OPS,
+    ("POST", "/api/products/{id}/online"): OPS,
+    ("POST", "/api/products/{id}/offline"): OPS,
+    ("POST", "/api/products/{id}/stock"): OPS,
+    ("GET", "/api/products/{id}/stock-movements"): STAFF,
 }
 
 

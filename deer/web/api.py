@@ -43,6 +43,7 @@ class Endpoint:
     public: bool = False
     content_type: str = JSON
     documented: bool = True  # False only for the docs page's own plumbing
+    upload: str | None = None  # a multipart/form-data body: the name of its file field
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -114,6 +115,7 @@ class Api:
         content_type: str = JSON,
         tags: Sequence[str] | None = None,
         documented: bool = True,
+        upload: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
         endpoint = Endpoint(
             method=method.upper(),
@@ -128,6 +130,7 @@ class Api:
             public=self.public if public is None else public,
             content_type=content_type,
             documented=documented,
+            upload=upload,
         )
 
         def decorate(function: Callable[..., Awaitable[Any]]) -> Handler:
