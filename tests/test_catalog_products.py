@@ -250,6 +250,13 @@ async def test_creating_and_editing_a_product(client: Client) -> None:
     assert [(m["change"], m["delta"], m["stock_after"]) for m in movements] == [("set", 30, 30)]
     status, body = await call(client, "POST", "/api/products", token, json=product_body(phones.id))
     assert (status, error_code(body)) == (409, "product_code_taken")
+    online_bare = product_body(phones.id, code="BARE", status="online", channels=[])
+    status, body = await call(client, "POST", "/api/products", token, json=online_bare)
+    assert (status, body["error"]["details"]) == (409, {"missing": ["channels"]})
+    status, body = await call(
+        client, "POST", "/api/products", token, json={**online_bare, "channels": ["web"]}
+    )
+    assert (status, body["status"]) == (201, "online")
 
     product_id = created["id"]
     status, changed = await call(

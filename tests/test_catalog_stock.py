@@ -17,16 +17,17 @@ def stock_path(product_id: int) -> str:
     return f"/api/products/{product_id}/stock"
 
 
+async def adjust(
+    client: Client, token: str, product_id: int, mode: str, value: int, reason: str
+) -> tuple[int, Any]:
+    body = {"mode": mode, "value": value, "reason": reason}
+    return await call(client, "POST", stock_path(product_id), token, json=body)
+
+
 async def test_set_and_delta_with_the_ledger(client: Client) -> None:
     product = await make_product("P1", await make_category("手机"), stock=10)
     token = await ops(client)
-    status, movement = await call(
-        client,
-        "POST",
-        stock_path(product.id),
-        token,
-        json={"mode": "delta", "value": 15, "reason": "补货"},
-    )
+    status, movement = await adjust(client, token, product.id, "delta", 15, "补货")
     assert status == 200, movement
     assert dt.datetime.fromisoformat(movement.pop("created_at")).tzinfo is not None
     assert movement == {
@@ -39,37 +40,19 @@ async def test_set_and_delta_with_the_ledger(client: Client) -> None:
         "user": {"id": movement["user"]["id"], "name": "Ops_Lina"},
         "order_id": None,
     }
-    status, movement = await call(
-        client,
-        "POST",
-        stock_path(product.id),
-        token,
-        json={"mode": "set", "value": 7, "reason": "盘点"},
-    )
+    status, movement = await adjust(client, token, product.id, "set", 7, "盘点")
     assert (status, movement["change"], movement["delta"], movement["stock_after"]) == (
         200,
         "set",
         -18,
         7,
     )
-    status, movement = await call(
-        client,
-        "POST",
-        stock_path(product.id),
-        token,
-        json={"mode": "delta", "value": -7, "reason": "报损"},
-    )
+    status, movement = await adjust(client, token, product.id, "delta", -7, "报损")
     assert (status, movement["stock_after"]) == (200, 0)
     assert (await Product.get(id=product.id)).stock == 0
 
     before = await catalog_state()
-    status, body = await call(
-        client,
-        "POST",
-        stock_path(product.id),
-        token,
-        json={"mode": "delta", "value": -1, "reason": "出库"},
-    )
+    status, body = await adjust(client, token, product.id, "delta", -1, "出库")
     assert (status, error_code(body)) == (409, "insufficient_stock")
     assert body["error"]["details"] == {"stock": 0, "delta": -1}
     assert await catalog_state() == before
@@ -128,7 +111,9 @@ async def test_concurrent_sets_and_deltas_keep_the_ledger_consistent(client: Cli
     )
     assert {status for status, _ in answers} == {200}
     running = 100
-    for movement in await StockMovement.filter(product_id=product.id).order_by("id"):  # each movement applies to the stock the one before it left
+    for movement in await StockMovement.filter(product_id=product.id).order_by(
+        "id"
+    ):  # each movement applies to the stock the one before it left
         running += movement.delta
         assert movement.stock_after == running
     assert (await Product.get(id=product.id)).stock == running

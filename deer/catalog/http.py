@@ -468,7 +468,9 @@ class ImportRowOut(BaseModel):
     row: int = Field(description="the sheet's row number: the header is row 1")
     code: str
     result: importing.Outcome
-    product_id: int | None
+    product_id: int | None = Field(
+        description="the product; none for an error, or for a product a dry run would create"
+    )
     message: str = Field(description="what happened, for people")
     errors: list[CellErrorOut]
 

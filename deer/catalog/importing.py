@@ -14,13 +14,14 @@ default for a new product).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
 import re
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Any, Final
@@ -52,6 +53,9 @@ from deer.catalog.service import (
 from deer.errors import DeerError, ValidationFailed
 
 MAX_ROWS: Final = 5_000  # product rows per import (the body limit caps the bytes)
+# Rows applied at once, each in a transaction (and a pooled connection) of its own: the codes
+# of a file are distinct, so they never wait for one another's locks.
+CONCURRENT_ROWS: Final = 4
 CODE: Final = re.compile(CODE_PATTERN)
 CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 URL: Final = re.compile(URL_PATTERN)
@@ -469,8 +473,14 @@ async def import_products(
         plan_row(number, sheet.columns, cells, categories, zone) for number, cells in sheet.rows
     ]
     _duplicates(plans)
-    reports = [await _apply(actor, plan, dry_run=dry_run) for plan in plans]
-    return ImportReport(sheet.format, dry_run, reports)
+    slots = asyncio.Semaphore(CONCURRENT_ROWS)
+
+    async def apply(plan: RowPlan) -> RowReport:
+        async with slots:
+            return await _apply(actor, plan, dry_run=dry_run)
+
+    reports = await asyncio.gather(*(apply(plan) for plan in plans))
+    return ImportReport(sheet.format, dry_run, list(reports))
 
 
 async def _apply(actor: Actor, plan: RowPlan, *, dry_run: bool) -> RowReport:
@@ -479,8 +489,9 @@ async def _apply(actor: Actor, plan: RowPlan, *, dry_run: bool) -> RowReport:
     try:
         async with in_transaction():
             report = await _upsert(actor, plan)
-            if dry_run:
-                raise _RolledBack(report)
+            if dry_run:  # a new product's id would be another one in a real run
+                created = report.outcome == Outcome.CREATED
+                raise _RolledBack(replace(report, product_id=None) if created else report)
     except _RolledBack as rolled_back:
         return rolled_back.report
     except IntegrityError as exc:
