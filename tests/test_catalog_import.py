@@ -392,3 +392,12 @@ async def test_the_documented_example_file_imports(client: Client, repo_root: An
         "unchanged",
         "error",
     ]
+
+
+async def test_the_upload_is_documented_as_multipart(client: Client) -> None:
+    document = await (await client.get("/api/openapi.json")).json()
+    operation = document["paths"]["/api/products/import"]["post"]
+    schema = operation["requestBody"]["content"]["multipart/form-data"]["schema"]
+    assert schema["properties"] == {"file": {"type": "string", "format": "binary"}}
+    assert {"413", "415", "422"} <= set(operation["responses"])
+    assert operation["parameters"][0]["name"] == "dry_run"
