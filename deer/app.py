@@ -22,6 +22,7 @@ from deer.accounts import audit_http, members_http, org_http, profile_http, staf
 from deer.accounts import http as accounts_http
 from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
+from deer.catalog import http as catalog_http
 from deer.logs import install_request_ids
 from deer.ratelimit import Limiter
 from deer.shop import orders_http
@@ -149,4 +150,5 @@ def create_app(settings: Settings) -> web.Application:
     audit_http.api.register(app)
     access_http.api.register(app)
     orders_http.api.register(app)
+    catalog_http.api.register(app)
     return app

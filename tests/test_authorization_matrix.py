@@ -97,6 +97,21 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/orders/{id}/refunds"): OPS,
     ("GET", "/api/admin/orders"): frozenset({"admin", "ops", "sales_manager"}),
     ("GET", "/api/admin/orders/export"): OPS,
+    # catalog: browsing is public; ops write
+    ("GET", "/api/categories"): PUBLIC,
+    ("POST", "/api/categories"): OPS,
+    ("PATCH", "/api/categories/{id}"): OPS,
+    ("DELETE", "/api/categories/{id}"): OPS,
+    ("GET", "/api/products"): PUBLIC,
+    ("POST", "/api/products"): OPS,
+    ("POST", "/api/products/import"): OPS,
+    ("GET", "/api/products/{id}"): PUBLIC,
+    ("PATCH", "/api/products/{id}"): OPS,
+    ("DELETE", "/api/products/{id}"): OPS,
+    ("POST", "/api/products/{id}/online"): OPS,
+    ("POST", "/api/products/{id}/offline"): OPS,
+    ("POST", "/api/products/{id}/stock"): OPS,
+    ("GET", "/api/products/{id}/stock-movements"): STAFF,
 }
 
 

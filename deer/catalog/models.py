@@ -37,6 +37,7 @@ class Product(Model):
     category: fields.ForeignKeyRelation[Category] = fields.ForeignKeyField(
         "deer.Category", related_name="products", on_delete=fields.RESTRICT
     )
+    category_id: int
     description = fields.TextField(default="")
     images: fields.Field[list[str]] = fields.JSONField(default=list)
     price = fields.BigIntField()  # fen
@@ -76,6 +77,7 @@ class StockMovement(Model):
     product: fields.ForeignKeyRelation[Product] = fields.ForeignKeyField(
         "deer.Product", related_name="stock_movements", on_delete=fields.CASCADE
     )
+    product_id: int
     change = fields.CharEnumField(StockChange, max_length=16)
     delta = fields.BigIntField()  # signed
     stock_after = fields.BigIntField()

@@ -14,6 +14,7 @@ from enum import StrEnum
 
 import orjson
 from tortoise import connections
+from tortoise.expressions import Q
 
 from deer.catalog.models import ProductStatus
 
@@ -70,6 +71,20 @@ def why_not(
     if channel not in channels:
         return Unsellable.CHANNEL
     return None
+
+
+def sellable_filter(channel: Channel, now: dt.datetime) -> Q:
+    """`why_not(...) is None` as a query filter, for lists paged in the database.
+
+    The same rule as `why_not`, written for SQL: change both together (a test checks that
+    they agree on every case).
+    """
+    return (
+        Q(status=ProductStatus.ONLINE)
+        & (Q(sale_start__isnull=True) | Q(sale_start__lte=now))
+        & (Q(sale_end__isnull=True) | Q(sale_end__gt=now))
+        & Q(channels__contains=[channel.value])
+    )
 
 
 async def offers(

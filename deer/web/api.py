@@ -47,6 +47,7 @@ class Endpoint:
     # Who may call, besides the policy: "members" (shoppers) or "staff" only; checked before
     # the body is read, so an admin calling a shopper's route gets 403 `members_only`.
     callers: Callers = "anyone"
+    upload: str | None = None  # a multipart/form-data body: the name of its file field
 
 
 def field_errors(exc: ValidationError) -> list[dict[str, str]]:
@@ -122,6 +123,7 @@ class Api:
         tags: Sequence[str] | None = None,
         documented: bool = True,
         callers: Callers | None = None,
+        upload: str | None = None,
     ) -> Callable[[Callable[..., Awaitable[Any]]], Handler]:
         endpoint = Endpoint(
             method=method.upper(),
@@ -137,6 +139,7 @@ class Api:
             content_type=content_type,
             documented=documented,
             callers=self.callers if callers is None else callers,
+            upload=upload,
         )
 
         def decorate(function: Callable[..., Awaitable[Any]]) -> Handler:

@@ -40,6 +40,20 @@ def principal_of(request: web.Request) -> Principal:
     return principal
 
 
+async def caller_of(request: web.Request) -> Principal | None:
+    """Who calls a public route that reads differently for signed-in callers: the token's
+    principal when a token is sent (a bad one is still refused, 401), None for anonymous."""
+    principal: Principal | None = request.get(PRINCIPAL)
+    if principal is not None:
+        return principal
+    token = bearer_token(request)
+    if token is None:
+        return None
+    principal = await request.app[keys.TOKENS].authenticate(token)
+    request[PRINCIPAL] = principal
+    return principal
+
+
 def _is_public(request: web.Request) -> bool:
     info = request.match_info
     if info.http_exception is not None:

@@ -23,7 +23,7 @@ ERROR_DESCRIPTIONS: Final = {
     404: "No such resource (`not_found`)",
     409: "Conflicts with the current state (`conflict` or a domain code)",
     413: "Body larger than the limit (`payload_too_large`)",
-    415: "Body is not `application/json` (`unsupported_media_type`)",
+    415: "Body is not of the declared type (`unsupported_media_type`)",
     422: "Invalid fields (`validation_error`, `details.fields` lists path and reason)",
     429: "Too many requests (`rate_limited`, see `Retry-After`)",
     503: "A backend is unavailable (`unavailable`)",
@@ -87,7 +87,7 @@ def _operation(endpoint: Endpoint, schemas: _Schemas, path_params: list[str]) ->
         ok["content"] = {endpoint.content_type: {"schema": {"type": "string"}}}
     responses: dict[str, Any] = {str(endpoint.status): ok}
     statuses = set(endpoint.errors)
-    if endpoint.body is not None:
+    if endpoint.body is not None or endpoint.upload is not None:
         statuses |= {400, 413, 415, 422}
     if endpoint.query is not None:
         statuses.add(422)
@@ -111,6 +111,19 @@ def _operation(endpoint: Endpoint, schemas: _Schemas, path_params: list[str]) ->
         operation["requestBody"] = {
             "required": True,
             "content": {"application/json": {"schema": schemas.ref(endpoint.body)}},
+        }
+    if endpoint.upload is not None:
+        operation["requestBody"] = {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [endpoint.upload],
+                        "properties": {endpoint.upload: {"type": "string", "format": "binary"}},
+                    }
+                }
+            },
         }
     if endpoint.public:
         operation["security"] = []
