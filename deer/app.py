@@ -23,6 +23,9 @@ from deer.accounts import http as accounts_http
 from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
 from deer.logs import install_request_ids
+from deer.payments import http as payments_http
+from deer.payments.provider import NoOrders
+from deer.payments.registry import build_payments
 from deer.ratelimit import Limiter
 from deer.web import ops
 from deer.web.auth import auth_middleware
@@ -91,6 +94,12 @@ async def http_client_context(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def payments_context(app: web.Application) -> AsyncIterator[None]:
+    """The enabled payment providers (they use Redis and the outgoing HTTP client)."""
+    app[keys.PAYMENTS] = build_payments(app[keys.SETTINGS], app[keys.REDIS], app[keys.HTTP])
+    yield
+
+
 async def auth_context(app: web.Application) -> AsyncIterator[None]:
     settings, redis = app[keys.SETTINGS], app[keys.REDIS]
     tokens = Tokens(settings, redis, stored_generation)
@@ -128,12 +137,14 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
+    app[keys.PAYMENT_SINK] = NoOrders()  # until the order side sets its own
     app.cleanup_ctx.extend(
         [
             database_context,
             redis_context,
             actors_context,
             http_client_context,
+            payments_context,
             auth_context,
             policy_context,
             openapi_context,
@@ -146,4 +157,5 @@ def create_app(settings: Settings) -> web.Application:
     members_http.api.register(app)
     audit_http.api.register(app)
     access_http.api.register(app)
+    payments_http.register(app)
     return app
