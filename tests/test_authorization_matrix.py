@@ -75,6 +75,9 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/admin/policies"): ADMIN,
     ("GET", "/api/admin/policies/check"): ADMIN,
     ("DELETE", "/api/admin/policies/{id}"): ADMIN,
+    # payments: providers sign their callbacks; the simulator exists in development only
+    ("POST", "/api/payments/{provider}/notify"): PUBLIC,
+    ("POST", "/api/payments/dev/simulate"): PUBLIC,
 }
 
 
