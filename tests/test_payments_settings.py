@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ import pytest
 from config.settings import SettingsError, dev_payment_secret, kept_secret, load_settings
 from deer.payments.wechatpay import Keys, serial_key
 from tests.fakes.wechatpay import FakeWechatPay, pem_private, rsa_key
+
+RUN = Path(__file__).resolve().parent.parent / "run.py"
 
 
 @pytest.fixture
@@ -176,3 +180,36 @@ def test_a_merchant_key_must_be_rsa(fake: FakeWechatPay, tmp_path: Path) -> None
         "DEER_WECHATPAY_PRIVATE_KEY_FILE: the merchant API key must be an RSA key"
     )
     assert rsa_key("merchant") is fake.merchant_key
+
+
+def test_serve_stops_with_one_line_naming_an_unusable_key_file(
+    fake: FakeWechatPay, tmp_path: Path
+) -> None:
+    broken = tmp_path / "apiclient_key.pem"
+    broken.write_text("not a key", encoding="utf-8")
+    env = {
+        f"DEER_{name.upper()}": str(value)
+        for name, value in wechatpay_env(fake).items()
+        if value is not None and name != "_env_file"
+    }
+    env |= {
+        "DEER_WECHATPAY_API_V3_KEY": fake.api_v3_key,
+        "DEER_PAYMENT_PROVIDERS": "wechatpay",
+        "DEER_WECHATPAY_PRIVATE_KEY_FILE": str(broken),
+        "DEER_DATABASE_URL": "postgresql://deer@127.0.0.1:1/deer",  # never reached
+        "DEER_REDIS_URL": "redis://127.0.0.1:1/0",
+    }
+    result = subprocess.run(
+        [sys.executable, str(RUN), "serve"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "deer: invalid setting DEER_WECHATPAY_PRIVATE_KEY_FILE: "
+        "not a readable unencrypted PEM private key"
+    ]
+    assert fake.api_v3_key not in result.stderr + result.stdout

@@ -44,6 +44,12 @@ class Payments:
         return self._notify_base_url + NOTIFY_PATH.format(provider=name)
 
 
+def check_key_files(settings: Settings) -> None:
+    """Read the providers' key files before serving: `SettingsError` names a bad one."""
+    if "wechatpay" in settings.enabled_payment_providers:
+        Keys.load(settings)
+
+
 def build_payments(settings: Settings, redis: Redis, http: aiohttp.ClientSession) -> Payments:
     """The enabled providers; a key file that cannot be used raises `SettingsError`."""
     providers: dict[str, PaymentProvider] = {}
