@@ -265,6 +265,8 @@ class Settings(BaseSettings):
             value = getattr(self, name)
             if name in ("jwt_secret", "dev_payment_secret"):
                 text = "(set)" if value is not None else "(generated, kept in the data folder)"
+            elif name == "payment_providers":
+                text = ",".join(self.enabled_payment_providers) or "(none)"
             elif isinstance(value, SecretStr):
                 text = mask_url(value.get_secret_value()) if name.endswith("_url") else "(set)"
             elif value is None:

@@ -326,3 +326,14 @@ async def test_an_unknown_provider_is_not_found(
     assert response.status == 404
     assert (await response.json())["error"]["code"] == "unknown_payment_provider"
     assert await PaymentNotice.all().count() == 0
+
+
+async def test_a_failed_replay_does_not_undo_an_applied_notice(
+    pay_client: TestClient[Any, Any], wechatpay: FakeWechatPay, sink: RecordingSink
+) -> None:
+    await prepaid(pay_client)
+    notice = wechatpay.paid("D2611200001")
+    assert (await post(pay_client, notice)).status == 204
+    sink.fail_next = 1
+    assert (await post(pay_client, notice)).status == 503
+    assert [(r["status"], r["error"]) for r in await notices()] == [("applied", "")]

@@ -298,7 +298,9 @@ class WechatPay:
             raise PaymentProviderUnavailable(reason="malformed_answer")
         return RefundResult(REFUND_STATUSES[status], refund_id)
 
-    async def _call(self, method: str, path: str, payload: dict[str, Any], ref: str) -> Any:
+    async def _call(
+        self, method: str, path: str, payload: dict[str, Any], ref: str
+    ) -> dict[str, Any]:
         body = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
         headers = {
             "Authorization": self.authorization(method, path, body),
@@ -333,9 +335,13 @@ class WechatPay:
             )
             raise PaymentProviderUnavailable(reason="unverified_answer") from None
         try:
-            return json.loads(answer) if answer else {}
+            data = json.loads(answer)
         except ValueError:
-            raise PaymentProviderUnavailable(reason="malformed_answer") from None
+            data = None
+        if not isinstance(data, dict):
+            log.error("WeChat Pay's answer to %s for %s is not a JSON object", path, ref)
+            raise PaymentProviderUnavailable(reason="malformed_answer")
+        return data
 
     def authorization(self, method: str, path: str, body: str) -> str:
         """The `Authorization` header of a request to `path` (with its query, if any)."""
