@@ -58,7 +58,13 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from deer.app import create_app
     from deer.db import migrate
+    from deer.payments.registry import check_key_files
 
+    try:
+        check_key_files(settings)
+    except SettingsError as exc:
+        print(f"deer: invalid setting {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     loop = new_loop()
     asyncio.set_event_loop(loop)
     if settings.migrate_at_start:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import os
 import secrets
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -14,6 +16,8 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 ENV_PREFIX: Final = "DEER_"
 MIB: Final = 1024 * 1024
+PaymentProviderName = Literal["dev", "wechatpay"]
+WECHATPAY_API_V3_KEY_BYTES: Final = 32
 
 
 class SettingsError(Exception):
@@ -80,6 +84,20 @@ class Settings(BaseSettings):
         10_000_000,
     )
 
+    # --- payments (deer/payments, docs/payments.md) --------------------------------------
+    # Enabled providers; None: `dev` in development, none in production.
+    payment_providers: Annotated[tuple[PaymentProviderName, ...] | None, NoDecode] = None
+    payment_notify_base_url: str | None = None  # public base URL the providers call back
+    dev_payment_secret: SecretStr | None = None  # None: generated into the data folder
+    wechatpay_mchid: str | None = None
+    wechatpay_appid: str | None = None  # None: DEER_WECHAT_APPID (the mini-program's)
+    wechatpay_serial_no: str | None = None  # serial of the merchant API certificate
+    wechatpay_private_key_file: Path | None = None  # the merchant API private key (PEM)
+    wechatpay_api_v3_key: SecretStr | None = None  # 32 bytes: decrypts notices
+    wechatpay_platform_cert_file: Path | None = None  # platform certificate or public key (PEM)
+    wechatpay_platform_serial: str | None = None  # its serial / public key id (PUB_KEY_ID_...)
+    wechatpay_api_base: str = "https://api.mch.weixin.qq.com"
+
     # --- actor runtime (actors/, docs/actors.md) ---------------------------------------
     # Partitions per actor kind: fixed for the life of a kind (a key's partition must not move).
     actor_partitions: int = Field(default=16, ge=1, le=4096)
@@ -131,6 +149,23 @@ class Settings(BaseSettings):
             raise ValueError("level thresholds must rise strictly, e.g. 0,100000,500000")
         return value
 
+    @field_validator("payment_providers", mode="before")
+    @classmethod
+    def _split_providers(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(part.strip() for part in value.split(",") if part.strip())
+        return value
+
+    @field_validator("payment_notify_base_url", "wechatpay_api_base")
+    @classmethod
+    def _http_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc or parts.query:
+            raise ValueError("must be an http(s):// base URL without a query string")
+        return value.rstrip("/")
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: SecretStr | None) -> SecretStr | None:
@@ -168,6 +203,17 @@ class Settings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _payments_configured(self) -> Settings:
+        providers = self.enabled_payment_providers
+        if "dev" in providers and self.env == "production":
+            raise ValueError(
+                f"{ENV_PREFIX}PAYMENT_PROVIDERS: the dev provider cannot be enabled in production"
+            )
+        if "wechatpay" in providers:
+            _check_wechatpay(self)
+        return self
+
+    @model_validator(mode="after")
     def _actor_lease_renewed_in_time(self) -> Settings:
         if self.actor_lease_renew >= self.actor_lease_ttl:
             raise ValueError(
@@ -188,6 +234,17 @@ class Settings(BaseSettings):
         return self.embedded_database if self.auto_migrate is None else self.auto_migrate
 
     @property
+    def enabled_payment_providers(self) -> tuple[PaymentProviderName, ...]:
+        if self.payment_providers is not None:
+            return self.payment_providers
+        return ("dev",) if self.env == "development" else ()
+
+    @property
+    def wechatpay_app(self) -> str | None:
+        """The appid payments are made in: its own setting, else the mini-program's."""
+        return self.wechatpay_appid or self.wechat_appid
+
+    @property
     def json_logs(self) -> bool:
         if self.log_format == "auto":
             return self.env == "production"
@@ -206,8 +263,10 @@ class Settings(BaseSettings):
         shown: dict[str, str] = {}
         for name in type(self).model_fields:
             value = getattr(self, name)
-            if name == "jwt_secret":
+            if name in ("jwt_secret", "dev_payment_secret"):
                 text = "(set)" if value is not None else "(generated, kept in the data folder)"
+            elif name == "payment_providers":
+                text = ",".join(self.enabled_payment_providers) or "(none)"
             elif isinstance(value, SecretStr):
                 text = mask_url(value.get_secret_value()) if name.endswith("_url") else "(set)"
             elif value is None:
@@ -242,15 +301,62 @@ def load_settings(**overrides: Any) -> Settings:
         raise SettingsError(f"{ENV_PREFIX}{str(error['loc'][0]).upper()}: {message}") from None
 
 
+def _check_wechatpay(settings: Settings) -> None:
+    """WeChat Pay enabled: every credential it needs is there (the message names the first
+    missing variable)."""
+    why = f"when {ENV_PREFIX}PAYMENT_PROVIDERS includes wechatpay"
+    for name in ("wechatpay_mchid", "wechatpay_serial_no", "payment_notify_base_url"):
+        if not getattr(settings, name):
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must be set {why}")
+    if not settings.wechatpay_app:
+        raise ValueError(
+            f"{ENV_PREFIX}WECHATPAY_APPID (or {ENV_PREFIX}WECHAT_APPID) must be set {why}"
+        )
+    for name in ("wechatpay_private_key_file", "wechatpay_platform_cert_file"):
+        path = getattr(settings, name)
+        if path is None or not Path(path).is_file():
+            raise ValueError(f"{ENV_PREFIX}{name.upper()} must name a readable PEM file {why}")
+    key = settings.wechatpay_api_v3_key
+    if key is None or len(key.get_secret_value().encode()) != WECHATPAY_API_V3_KEY_BYTES:
+        raise ValueError(
+            f"{ENV_PREFIX}WECHATPAY_API_V3_KEY must be the 32-byte API v3 key set in the "
+            f"merchant platform {why}"
+        )
+    base = settings.payment_notify_base_url or ""
+    if settings.env == "production" and not base.startswith("https://"):
+        raise ValueError(
+            f"{ENV_PREFIX}PAYMENT_NOTIFY_BASE_URL must be https:// in production "
+            "(WeChat Pay calls back over HTTPS only)"
+        )
+
+
 def jwt_secret(settings: Settings) -> str:
     """The configured secret, or one generated once and kept in the data folder."""
     if settings.jwt_secret is not None:
         return settings.jwt_secret.get_secret_value()
-    path = settings.data_dir / "jwt-secret"
+    return kept_secret(settings.data_dir / "jwt-secret")
+
+
+def dev_payment_secret(settings: Settings) -> str:
+    """The dev payment provider's HMAC secret: configured, or generated once and kept."""
+    if settings.dev_payment_secret is not None:
+        return settings.dev_payment_secret.get_secret_value()
+    return kept_secret(settings.data_dir / "dev-payment-secret")
+
+
+def kept_secret(path: Path) -> str:
+    """The secret in `path`, made (0600) on first use. Processes starting together agree:
+    the file appears complete or not at all (written aside, then hard-linked into place)."""
     if path.exists():
         return path.read_text(encoding="utf-8").strip()
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    value = secrets.token_urlsafe(48)
-    path.touch(mode=0o600)
-    path.write_text(value, encoding="utf-8")
-    return value
+    path.parent.mkdir(parents=True, exist_ok=True)
+    draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as file:
+        file.write(secrets.token_urlsafe(48))
+    try:
+        with contextlib.suppress(FileExistsError):  # another process was first: use its secret
+            os.link(draft, path)
+    finally:
+        draft.unlink()
+    return path.read_text(encoding="utf-8").strip()

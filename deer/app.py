@@ -24,6 +24,9 @@ from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
 from deer.catalog import http as catalog_http
 from deer.logs import install_request_ids
+from deer.payments import http as payments_http
+from deer.payments.provider import NoOrders
+from deer.payments.registry import build_payments
 from deer.ratelimit import Limiter
 from deer.shop import orders_http
 from deer.web import ops
@@ -93,6 +96,12 @@ async def http_client_context(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
+async def payments_context(app: web.Application) -> AsyncIterator[None]:
+    """The enabled payment providers (they use Redis and the outgoing HTTP client)."""
+    app[keys.PAYMENTS] = build_payments(app[keys.SETTINGS], app[keys.REDIS], app[keys.HTTP])
+    yield
+
+
 async def auth_context(app: web.Application) -> AsyncIterator[None]:
     settings, redis = app[keys.SETTINGS], app[keys.REDIS]
     tokens = Tokens(settings, redis, stored_generation)
@@ -130,12 +139,14 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
+    app[keys.PAYMENT_SINK] = NoOrders()  # until the order side sets its own
     app.cleanup_ctx.extend(
         [
             database_context,
             redis_context,
             actors_context,
             http_client_context,
+            payments_context,
             auth_context,
             policy_context,
             openapi_context,
@@ -151,4 +162,5 @@ def create_app(settings: Settings) -> web.Application:
     access_http.api.register(app)
     orders_http.api.register(app)
     catalog_http.api.register(app)
+    payments_http.register(app)
     return app

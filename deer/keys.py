@@ -11,6 +11,8 @@ from deer.access.policy import Policies
 from deer.accounts.sessions import Sessions
 from deer.accounts.tokens import Tokens
 from deer.db import Database
+from deer.payments.provider import PaymentSink
+from deer.payments.registry import Payments
 from deer.ratelimit import Limiter
 from deer.web.metrics import Metrics
 
@@ -24,3 +26,5 @@ LIMITER = web.AppKey("limiter", Limiter)
 SESSIONS = web.AppKey("sessions", Sessions)
 HTTP = web.AppKey("http_client", ClientSession)  # outgoing calls (WeChat)
 ACTORS = web.AppKey("actors", Runtime)
+PAYMENTS = web.AppKey("payments", Payments)  # the enabled payment providers
+PAYMENT_SINK = web.AppKey[PaymentSink]("payment_sink")  # the order side: applies payment events

@@ -112,6 +112,9 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/products/{id}/offline"): OPS,
     ("POST", "/api/products/{id}/stock"): OPS,
     ("GET", "/api/products/{id}/stock-movements"): STAFF,
+    # payments: providers sign their callbacks; the simulator exists in development only
+    ("POST", "/api/payments/{provider}/notify"): PUBLIC,
+    ("POST", "/api/payments/dev/simulate"): PUBLIC,
 }
 
 
