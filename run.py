@@ -103,7 +103,9 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
 
     if settings.migrate_at_start:
         run_async(migrate(settings))
-    kinds = entity_actors(settings)
+    from deer.shop.payment_sink import StandaloneRefunds
+
+    kinds = entity_actors(settings, StandaloneRefunds(settings))
 
     def ready(_: object) -> None:
         hosted = ", ".join(actor.kind for actor in kinds) or "no kinds yet"

@@ -25,10 +25,10 @@ from deer.accounts.tokens import Tokens
 from deer.catalog import http as catalog_http
 from deer.logs import install_request_ids
 from deer.payments import http as payments_http
-from deer.payments.provider import NoOrders
 from deer.payments.registry import build_payments
 from deer.ratelimit import Limiter
 from deer.shop import orders_http
+from deer.shop.payment_sink import OrderPayments, ProviderRefunds
 from deer.web import ops
 from deer.web.auth import auth_middleware
 from deer.web.metrics import Metrics
@@ -60,8 +60,13 @@ async def actors_context(app: web.Application) -> AsyncIterator[None]:
     With Redis or PostgreSQL down at start, the app still starts (readiness says which is
     down) and the runtime keeps trying in the background.
     """
-    runtime = Runtime(app[keys.SETTINGS], app[keys.REDIS], entity_actors(app[keys.SETTINGS]))
+    refunds = ProviderRefunds(lambda: app[keys.PAYMENTS])
+    runtime = Runtime(
+        app[keys.SETTINGS], app[keys.REDIS], entity_actors(app[keys.SETTINGS], refunds)
+    )
     app[keys.ACTORS] = runtime
+    if keys.PAYMENT_SINK not in app:  # tests may set their own before start
+        app[keys.PAYMENT_SINK] = OrderPayments(runtime)
     actor_metrics.register(app[keys.METRICS].registry, runtime)
     started, tried = asyncio.Event(), asyncio.Event()
 
@@ -139,7 +144,6 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.SETTINGS] = settings
     app[keys.METRICS] = metrics
-    app[keys.PAYMENT_SINK] = NoOrders()  # until the order side sets its own
     app.cleanup_ctx.extend(
         [
             database_context,

@@ -93,6 +93,7 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/api/orders/{id}"): frozenset({"admin", "ops", "sales_manager", "member"}),
     ("POST", "/api/orders/{id}/cancel"): frozenset({"admin", "ops", "member"}),
     ("POST", "/api/orders/{id}/confirm"): MEMBER,
+    ("POST", "/api/orders/{id}/pay"): MEMBER,
     ("POST", "/api/orders/{id}/ship"): OPS,
     ("POST", "/api/orders/{id}/refunds"): OPS,
     ("GET", "/api/admin/orders"): frozenset({"admin", "ops", "sales_manager"}),

@@ -58,3 +58,13 @@ class RefundInProgress(Conflict):
 class UnknownRefund(NotFound):
     code = "unknown_refund"
     default_message = "the order has no such refund"
+
+
+class PaymentExpired(Conflict):
+    code = "payment_expired"
+    default_message = "the time to pay this order is over; it is being cancelled"
+
+
+class WechatNotBound(Conflict):
+    code = "wechat_not_bound"
+    default_message = "sign in with WeChat first: WeChat Pay needs your WeChat account"

@@ -26,7 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, ClassVar, Final, Protocol
+from typing import Any, ClassVar, Final, Literal, Protocol
 
 from actors.base import Actor, JsonObject, Outcome, Reminder
 from config.settings import Settings
@@ -84,12 +84,15 @@ class RefundOrder:
     reason: str
 
 
+RefundOutcome = Literal["succeeded", "processing", "failed"]
+
+
 class RefundGateway(Protocol):
     """Submits refunds to payment providers (idempotent by `out_refund_no`)."""
 
-    async def submit(self, refund: RefundOrder) -> bool:
-        """True when the refund succeeded at once; False when its result comes later (a
-        notify). Raises when the provider could not take it (it is submitted again later)."""
+    async def submit(self, refund: RefundOrder) -> RefundOutcome:
+        """`succeeded` at once, `processing` (the result comes by notice) or `failed` for
+        good. Raises a `DeerError` when the provider could not take it: submitted again later."""
         ...
 
 
@@ -386,8 +389,8 @@ class OrderActor(Actor):
             done = await self.refunds.submit(order)
         except DeerError as exc:  # the provider refused or is away: try again later
             return self._refund_retry(state, refund, exc.message, now)
-        if done:
-            return await self._refund_settled(state, refund["no"], RefundStatus.SUCCEEDED, now)
+        if done != "processing":
+            return await self._refund_settled(state, refund["no"], RefundStatus(done), now)
         submitted = _with_refund(state, {**refund, "submitted": True, "error": ""})
         return Outcome(state=submitted, reply={"order": submitted, "applied": True})
 

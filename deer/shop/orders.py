@@ -122,10 +122,15 @@ def refund_number(order: JsonObject, idempotency_key: str | None) -> str:
     return f"{order['sn']}R{len(order['refunds']) + 1:02d}"
 
 
+async def ask(runtime: Runtime, order_id: int, op: str, **fields: Any) -> JsonObject:
+    """Send `op` to an order: the reply, `{"order": state, "applied": bool}`."""
+    reply: JsonObject = await runtime.ask(KIND, str(order_id), {"op": op, "at": now_ms(), **fields})
+    return reply
+
+
 async def command(runtime: Runtime, order_id: int, op: str, **fields: Any) -> JsonObject:
     """Send `op` to an order and return the order as the turn left it."""
-    reply = await runtime.ask(KIND, str(order_id), {"op": op, "at": now_ms(), **fields})
-    order: JsonObject = reply["order"]
+    order: JsonObject = (await ask(runtime, order_id, op, **fields))["order"]
     return order
 
 

@@ -24,7 +24,8 @@ from deer.accounts.admin_common_http import (
 )
 from deer.accounts.audit import record_by
 from deer.catalog.sellable import Channel
-from deer.shop import orders
+from deer.payments.provider import PrepayRequest
+from deer.shop import orders, payment
 from deer.shop.errors import EmptyOrder, IdempotencyKeyRequired, OrderNotFound
 from deer.shop.order_actor import RefundStatus, Status
 from deer.web.api import Api
@@ -292,6 +293,58 @@ async def cancel_order(request: web.Request, body: CancelBody) -> OrderOut:
     if by == "staff":
         await record_by(actor_of(request), "order.cancel", "order", changed.id, reason=body.reason)
     return changed
+
+
+class PayBody(Strict):
+    provider: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{1,15}$")] = Field(
+        description="`dev` (development) or `wechatpay`"
+    )
+
+
+class PayOut(BaseModel):
+    provider: str
+    out_trade_no: str
+    amount: int = Field(description="fen due")
+    expires_at: dt.datetime
+    params: dict[str, str] = Field(
+        description="for wechatpay: the arguments of wx.requestPayment; for dev: how to simulate"
+    )
+
+
+@api.post(
+    f"/api/orders/{ID}/pay",
+    callers="members",
+    summary="Start paying an unpaid order: the parameters the client pays with",
+    body=PayBody,
+    response=PayOut,
+    errors=(404, 409, 503),
+)
+async def pay_order(request: web.Request, body: PayBody) -> PayOut:
+    order = await _visible(request)
+    payments = request.app[keys.PAYMENTS]
+    provider = payments.provider(body.provider)
+    settings = request.app[keys.SETTINGS]
+    due = payment.due(order, settings.order_payment_timeout)
+    openid = None
+    if provider.name == "wechatpay":
+        openid = await payment.openid_of(order["member_id"])
+    params = await provider.prepay(
+        PrepayRequest(
+            out_trade_no=order["sn"],
+            amount=due.amount,
+            description=due.description,
+            payer_openid=openid,
+            expires_at=due.expires_at,
+            notify_url=payments.notify_url(provider.name),
+        )
+    )
+    return PayOut(
+        provider=provider.name,
+        out_trade_no=order["sn"],
+        amount=due.amount,
+        expires_at=due.expires_at,
+        params=params,
+    )
 
 
 @api.post(
