@@ -75,9 +75,10 @@ def actor_of(request: web.Request) -> Actor:
     return Actor(principal_of(request), origin_of(request))
 
 
-def path_id(request: web.Request) -> int:
-    """The `{id}` of the path; anything but a bigint names no row (404, like a missing one)."""
-    raw = request.match_info["id"]
+def path_id(request: web.Request, name: str = "id") -> int:
+    """The `{id}` (or `{<name>}`) of the path; anything but a bigint names no row (404, like a
+    missing one)."""
+    raw = request.match_info[name]
     if not DIGITS.fullmatch(raw) or int(raw) > BIGINT_MAX:
         raise NotFound(f"nothing has the id {raw!r}")
     return int(raw)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
@@ -16,6 +16,7 @@ from deer.errors import ValidationFailed
 from deer.web.responses import JSON, HttpError, json_response
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+CallerKind = Literal["staff", "member"]
 ENDPOINT_ATTR: Final = "__deer_endpoint__"
 
 
@@ -41,6 +42,9 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     public: bool = False
+    # Only callers of this kind; others are refused (403) whatever their roles allow. A member
+    # endpoint keys its data by the caller's id, which must never be a staff user's.
+    caller_kind: CallerKind | None = None
     content_type: str = JSON
     documented: bool = True  # False only for the docs page's own plumbing
 
@@ -94,9 +98,16 @@ def parse_query(request: web.Request, model: type[BaseModel]) -> BaseModel:
 class Api:
     """A table of declared endpoints, one per domain HTTP module."""
 
-    def __init__(self, tags: Sequence[str] = (), *, public: bool = False) -> None:
+    def __init__(
+        self,
+        tags: Sequence[str] = (),
+        *,
+        public: bool = False,
+        caller_kind: CallerKind | None = None,
+    ) -> None:
         self.tags = tuple(tags)
         self.public = public  # the default of this table's endpoints
+        self.caller_kind = caller_kind  # likewise
         self.endpoints: list[tuple[Endpoint, Handler]] = []
 
     def route(
@@ -126,6 +137,7 @@ class Api:
             status=status,
             errors=tuple(errors),
             public=self.public if public is None else public,
+            caller_kind=self.caller_kind,
             content_type=content_type,
             documented=documented,
         )

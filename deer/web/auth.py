@@ -1,8 +1,9 @@
 """Authentication and authorisation of every request, in one middleware.
 
 A declared public endpoint is open to all. Any other needs a valid access token (401
-otherwise) and a casbin policy allowing one of the caller's roles that path and method
-(403 otherwise). Handlers read the caller with `principal_of(request)`.
+otherwise), a casbin policy allowing one of the caller's roles that path and method, and, when
+the endpoint declares a `caller_kind`, a caller of that kind (403 otherwise). Handlers read
+the caller with `principal_of(request)`.
 """
 
 from __future__ import annotations
@@ -61,5 +62,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     route = route_pattern(resource.canonical)
     if not request.app[keys.POLICIES].allows(principal.roles, route, request.method):
         raise Forbidden(f"your roles may not {request.method} {request.path}")
+    endpoint = endpoint_of(request.match_info.handler)
+    wanted = endpoint.caller_kind if endpoint is not None else None
+    if wanted is not None and principal.kind != wanted:
+        raise Forbidden(f"only a {wanted} may {request.method} {request.path}")
     request[PRINCIPAL] = principal
     return await handler(request)

@@ -114,6 +114,10 @@ def _operation(endpoint: Endpoint, schemas: _Schemas, path_params: list[str]) ->
         }
     if endpoint.public:
         operation["security"] = []
+    if endpoint.caller_kind is not None:
+        operation["description"] = (
+            f"Only for {endpoint.caller_kind} callers: others get 403 whatever their roles."
+        )
     return operation
 
 
