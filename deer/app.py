@@ -24,6 +24,7 @@ from deer.accounts.sessions import Sessions, stored_generation
 from deer.accounts.tokens import Tokens
 from deer.logs import install_request_ids
 from deer.ratelimit import Limiter
+from deer.shop import cart_http
 from deer.web import ops
 from deer.web.auth import auth_middleware
 from deer.web.metrics import Metrics
@@ -146,4 +147,5 @@ def create_app(settings: Settings) -> web.Application:
     members_http.api.register(app)
     audit_http.api.register(app)
     access_http.api.register(app)
+    cart_http.api.register(app)
     return app

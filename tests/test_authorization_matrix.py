@@ -24,6 +24,7 @@ SIGNED_IN: Final = frozenset(ROLES)
 ADMIN: Final = frozenset({"admin"})
 MANAGERS: Final = frozenset({"admin", "sales_manager"})
 STAFF: Final = frozenset({"admin", "sales_manager", "sales", "ops"})
+MEMBER: Final = frozenset({"member"})  # members only: staff are refused even as admin
 
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -75,6 +76,13 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/admin/policies"): ADMIN,
     ("GET", "/api/admin/policies/check"): ADMIN,
     ("DELETE", "/api/admin/policies/{id}"): ADMIN,
+    # the member's own cart
+    ("GET", "/api/cart"): MEMBER,
+    ("PATCH", "/api/cart"): MEMBER,
+    ("DELETE", "/api/cart"): MEMBER,
+    ("POST", "/api/cart/items"): MEMBER,
+    ("PATCH", "/api/cart/items/{product_id}"): MEMBER,
+    ("DELETE", "/api/cart/items/{product_id}"): MEMBER,
 }
 
 
