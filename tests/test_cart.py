@@ -180,6 +180,7 @@ async def test_quantity_of_one_product_is_refused_past_99(client: Client) -> Non
         client, "POST", "/api/cart/items", token, json={"product_id": tea.id, "quantity": 1}
     )
     assert (status, error_code(body)) == (409, "quantity_limit")
+    assert body["error"]["message"].endswith("99 already in the cart, no more fit")
 
 
 async def test_at_most_50_lines(client: Client) -> None:

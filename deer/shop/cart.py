@@ -89,9 +89,10 @@ def _add(state: JsonObject, command: JsonObject) -> JsonObject:
     current = lines[index]
     if current["quantity"] + quantity > MAX_QUANTITY:
         room = MAX_QUANTITY - current["quantity"]
+        fits = f"at most {room} more fit" if room else "no more fit"
         raise QuantityLimit(
             f"at most {MAX_QUANTITY} of one product; {current['quantity']} already in the cart,"
-            f" so at most {room} more",
+            f" {fits}",
             product_id=product_id,
             in_cart=current["quantity"],
             max_quantity=MAX_QUANTITY,
