@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 def entity_actors(settings: Settings, refunds: RefundGateway | None = None) -> list[Actor]:
     """The cart and order actors; `refunds` submits the refunds orders decide on."""
+    from deer.shop.cart import Cart
     from deer.shop.order_actor import OrderActor
 
-    return [OrderActor(settings, refunds)]
+    return [Cart(), OrderActor(settings, refunds)]

@@ -27,7 +27,7 @@ from deer.logs import install_request_ids
 from deer.payments import http as payments_http
 from deer.payments.registry import build_payments
 from deer.ratelimit import Limiter
-from deer.shop import orders_http
+from deer.shop import cart_http, orders_http
 from deer.shop.payment_sink import OrderPayments, ProviderRefunds
 from deer.web import ops
 from deer.web.auth import auth_middleware
@@ -167,4 +167,5 @@ def create_app(settings: Settings) -> web.Application:
     orders_http.api.register(app)
     catalog_http.api.register(app)
     payments_http.register(app)
+    cart_http.api.register(app)
     return app

@@ -26,6 +26,7 @@ MANAGERS: Final = frozenset({"admin", "sales_manager"})
 STAFF: Final = frozenset({"admin", "sales_manager", "sales", "ops"})
 OPS: Final = frozenset({"admin", "ops"})
 MEMBER: Final = frozenset({"member"})  # staff (admin too) are refused: members_only
+MEMBER: Final = frozenset({"member"})  # members only: staff are refused even as admin
 
 EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("GET", "/healthz"): PUBLIC,
@@ -116,6 +117,13 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     # payments: providers sign their callbacks; the simulator exists in development only
     ("POST", "/api/payments/{provider}/notify"): PUBLIC,
     ("POST", "/api/payments/dev/simulate"): PUBLIC,
+    # the member's own cart
+    ("GET", "/api/cart"): MEMBER,
+    ("PATCH", "/api/cart"): MEMBER,
+    ("DELETE", "/api/cart"): MEMBER,
+    ("POST", "/api/cart/items"): MEMBER,
+    ("PATCH", "/api/cart/items/{product_id}"): MEMBER,
+    ("DELETE", "/api/cart/items/{product_id}"): MEMBER,
 }
 
 

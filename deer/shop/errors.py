@@ -1,4 +1,4 @@
-"""The shop's refusals: stable codes a client can act on."""
+"""The shop's refusals (cart and orders), each with its stable code (docs/API.md)."""
 
 from __future__ import annotations
 
@@ -15,9 +15,19 @@ class OutOfStock(Conflict):
     default_message = "not enough stock for this order"
 
 
+class CartFull(Conflict):
+    code = "cart_full"
+    default_message = "the cart is full: remove a line before adding another product"
+
+
+class QuantityLimit(Conflict):
+    code = "quantity_limit"
+    default_message = "a cart line holds at most the maximum quantity of one product"
+
+
 class NotSellable(Conflict):
     code = "not_sellable"
-    default_message = "a product in this order cannot be bought now"
+    default_message = "this product cannot be bought now"
 
 
 class IllegalTransition(Conflict):
@@ -68,3 +78,13 @@ class PaymentExpired(Conflict):
 class WechatNotBound(Conflict):
     code = "wechat_not_bound"
     default_message = "sign in with WeChat first: WeChat Pay needs your WeChat account"
+
+
+class NotInCart(NotFound):
+    code = "not_in_cart"
+    default_message = "this product is not in the cart"
+
+
+class UnknownCommand(ValidationFailed):
+    code = "unknown_command"
+    default_message = "the cart does not know this command"

@@ -106,7 +106,7 @@ async def forget_ordered(runtime: Runtime, order: JsonObject) -> None:
         "cart",
         str(order["member_id"]),
         {
-            "op": "remove_ordered",
+            "type": "remove_ordered",
             "order_id": order["id"],
             "product_ids": [line["product_id"] for line in order["lines"]],
         },

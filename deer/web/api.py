@@ -42,6 +42,8 @@ class Endpoint:
     status: int = 200
     errors: tuple[int, ...] = ()
     public: bool = False
+    # Only callers of this kind; others are refused (403) whatever their roles allow. A member
+    # endpoint keys its data by the caller's id, which must never be a staff user's.
     content_type: str = JSON
     documented: bool = True  # False only for the docs page's own plumbing
     # Who may call, besides the policy: "members" (shoppers) or "staff" only; checked before

@@ -127,6 +127,11 @@ def _operation(endpoint: Endpoint, schemas: _Schemas, path_params: list[str]) ->
         }
     if endpoint.public:
         operation["security"] = []
+    if endpoint.callers != "anyone":
+        operation["description"] = (
+            f"Only for {endpoint.callers}: others get 403 (`{endpoint.callers}_only`)"
+            " whatever their roles."
+        )
     return operation
 
 
