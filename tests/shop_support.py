@@ -105,4 +105,5 @@ async def paid_by_dev(app: web.Application, order: dict[str, Any]) -> dict[str, 
 
 async def stock_of(product_id: int) -> int:
     product = await Product.get(id=product_id)
-    return product.stock
+    stock: int = product.stock
+    return stock

@@ -291,14 +291,14 @@ async def test_a_sink_that_fails_makes_wechat_pay_retry(
     assert [(r["status"], r["error"]) for r in await notices()] == [("applied", "")]
 
 
-async def test_without_an_order_side_every_payment_is_for_an_unknown_order(
+async def test_a_payment_for_no_order_is_refused_as_an_unknown_order(
     aiohttp_client: Any, settings: Settings, wechatpay: FakeWechatPay
 ) -> None:
     client = await aiohttp_client(create_app(settings.with_values(**wechatpay.settings())))
     response = await post(client, wechatpay.paid("D2611200001"))
     assert response.status == 204
     [row] = await notices()
-    assert (row["status"], row["error"]) == ("refused", "unknown_order: no order D2611200001 here")
+    assert (row["status"], row["error"]) == ("refused", "unknown_order: no order D2611200001")
 
 
 async def test_a_public_key_verifies_notices_by_its_id(
