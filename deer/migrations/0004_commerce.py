@@ -156,6 +156,10 @@ BEGIN
   IF FOUND THEN
     RETURN;
   END IF;
+  -- No WAL flush of its own: the order actor's commit that follows flushes the WAL past this
+  -- one. After a crash in between, the command (still pending in Redis) is handled again: a
+  -- reservation that survived is found above, a lost one is made again.
+  PERFORM set_config('synchronous_commit', 'off', true);
   WITH w AS (SELECT * FROM unnest(p_products, p_quantities) AS w (pid, qty)),
   moved AS (
     UPDATE product p SET stock = p.stock - w.qty FROM w WHERE p.id = w.pid
