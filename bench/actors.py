@@ -80,10 +80,17 @@ class Load:
     asks: int
     seconds: float
     latencies: list[float]
+    cpu: float = math.nan  # CPU seconds the server processes used while measured (peak only)
 
     @property
     def rate(self) -> float:
         return self.asks / self.seconds
+
+    @property
+    def cpu_per_ask(self) -> float:
+        """Server CPU (user + system, all its processes) per ask, in microseconds: what a
+        shared machine's noise changes least."""
+        return self.cpu / self.asks * 1e6
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -291,13 +298,37 @@ async def paced_load(
     return len(latencies), args.duration, latencies
 
 
-async def measure(target: str, processes: int, ask: Ask, args: argparse.Namespace) -> list[Load]:
+def cpu_seconds(servers: list[psutil.Process]) -> float:
+    return sum(sum(server.cpu_times()[:2]) for server in servers)
+
+
+async def measure(
+    target: str,
+    servers: list[asyncio.subprocess.Process],
+    ask: Ask,
+    args: argparse.Namespace,
+) -> list[Load]:
+    """The peak (closed load, with the servers' CPU while measured), then half of it paced."""
+    watched = [psutil.Process(server.pid) for server in servers]
+    used: list[float] = []
+
+    async def meter() -> None:
+        await asyncio.sleep(args.warmup)
+        used.append(cpu_seconds(watched))
+        await asyncio.sleep(args.duration)
+        used.append(cpu_seconds(watched))
+
+    metering = asyncio.create_task(meter())
+    processes = len(servers)
     peak = Load(target, processes, "peak", *await closed_load(ask, args))
+    await metering
+    peak.cpu = used[1] - used[0]
     half = Load(target, processes, "half", *await paced_load(ask, peak.rate / 2, args))
     for load in (peak, half):
         print(
             f"  {target}, {processes} process(es), {load.mode}: {load.rate:,.0f}/s,"
-            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms",
+            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms"
+            + (f", server CPU {load.cpu_per_ask:.0f} us/ask" if load.mode == "peak" else ""),
             flush=True,
         )
     return [peak, half]
@@ -373,15 +404,15 @@ async def run(args: argparse.Namespace) -> None:
             ceiling = CeilingClient(settings, redis)
             await ceiling.start()
             try:
-                async with children(settings, "ceiling", processes):
-                    loads += await measure("Redis ceiling", processes, ceiling.ask, args)
+                async with children(settings, "ceiling", processes) as servers:
+                    loads += await measure("Redis ceiling", servers, ceiling.ask, args)
             finally:
                 await ceiling.close()
             sender = Runtime(settings, redis)
             await sender.start()
             try:
-                async with children(settings, "worker", processes):
-                    loads += await measure("actor ask", processes, asker(sender), args)
+                async with children(settings, "worker", processes) as servers:
+                    loads += await measure("actor ask", servers, asker(sender), args)
             finally:
                 await sender.close()
         if args.memory_keys:
@@ -409,8 +440,8 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
         f"concurrency {args.concurrency}, {args.keys} keys, {args.duration:g} s per load"
         f" after {args.warmup:g} s warm-up\n"
     )
-    print("| target | processes | load | asks/s | p50 ms | p99 ms | of ceiling |")
-    print("|---|---|---|---|---|---|---|")
+    print("| target | processes | load | asks/s | p50 ms | p99 ms | of ceiling | server CPU/ask |")
+    print("|---|---|---|---|---|---|---|---|")
     ceilings = {
         (load.processes, load.mode): load.rate for load in loads if load.target != "actor ask"
     }
@@ -420,9 +451,11 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
             if load.target == "actor ask" and load.mode == "peak"
             else ""
         )
+        cpu = f"{load.cpu_per_ask:.0f} us" if load.mode == "peak" else ""
         print(
             f"| {load.target} | {load.processes} | {load.mode} | {load.rate:,.0f} |"
             f" {load.percentile(0.5) * 1000:.2f} | {load.percentile(0.99) * 1000:.2f} | {ratio} |"
+            f" {cpu} |"
         )
     if mem is not None:
         print(
