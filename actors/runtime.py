@@ -34,6 +34,7 @@ from actors.base import (
     CommandResult,
     JsonObject,
     Outcome,
+    Overloaded,
     StaleOwner,
     VersionConflict,
     message_order,
@@ -84,6 +85,16 @@ for i = 1, #KEYS / 2 do
   end
 end
 return out
+"""
+
+
+# Append a command unless its partition's stream already holds the most it may (entries are
+# trimmed once acknowledged, so its length is the backlog): the check and the XADD are one
+# step. KEYS: the stream. ARGV: the limit, then the entry's id, key, body and reply.
+APPEND: Final = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'key', ARGV[3], 'body', ARGV[4],
+                  'reply', ARGV[5])
 """
 
 
@@ -928,6 +939,7 @@ class Runtime:
         self.process_id = process_id or uuid.uuid4().hex[:16]
         self._partitions = dict(partitions or {})
         self.turns = asyncio.Semaphore(settings.actor_concurrency)
+        self._append_script = redis.register_script(APPEND)
         self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
         self.replies = Replies(settings, redis, self.process_id)
         # Hosts relay the outbox (one at a time across processes: an advisory lock).
@@ -963,12 +975,20 @@ class Runtime:
     async def _append(
         self, kind: str, key_: str, command: JsonObject, command_id: str, reply_to: str
     ) -> None:
-        stream = stream_key(self.settings, kind, partition_of(key_, self.partitions(kind)))
-        fields = {"id": command_id, "key": key_, "body": orjson.dumps(command), "reply": reply_to}
-        await self.redis.xadd(stream, fields)  # type: ignore[arg-type]
+        """Append the command to its partition's stream; `Overloaded` if that one is full."""
+        partition = partition_of(key_, self.partitions(kind))
+        limit = self.settings.actor_max_stream_length
+        appended = await self._append_script(
+            keys=[stream_key(self.settings, kind, partition)],
+            args=[limit, command_id, key_, orjson.dumps(command), reply_to],
+        )
+        if appended is None:
+            raise Overloaded(kind, partition)
 
     async def tell(self, kind: str, key_: str, command: JsonObject) -> str:
-        """Send a command without waiting; its id, for `outcome` later."""
+        """Send a command without waiting; its id, for `outcome` later.
+
+        Raises `Overloaded` (503, nothing sent) when the partition's stream is full."""
         command_id = uuid.uuid4().hex
         await self._append(kind, key_, command, command_id, "")
         return command_id
@@ -983,7 +1003,8 @@ class Runtime:
     ) -> Any:
         """Send a command and wait for the actor's reply.
 
-        Raises `AskTimeout` (with the command id: the command is not lost) or `CommandFailed`.
+        Raises `AskTimeout` (with the command id: the command is not lost), `CommandFailed`,
+        or `Overloaded` (503, nothing sent: the partition's stream is full).
         """
         assert self._started, "start the runtime before asking"
         command_id = uuid.uuid4().hex

@@ -15,6 +15,7 @@ from actors.base import (
     AskTimeout,
     CommandFailed,
     CommandResult,
+    Overloaded,
     StaleOwner,
     partition_of,
 )
@@ -174,6 +175,38 @@ async def test_ask_timeout_keeps_the_command(fast: Settings, redis: Redis) -> No
 
             await eventually(answered, 10, "the late command handled")
             assert await sender.outcome(command_id) == CommandResult(command_id, True, 1, None)
+        finally:
+            await host.close()
+    finally:
+        await sender.close()
+
+
+async def test_a_full_partition_refuses_new_commands(fast: Settings, redis: Redis) -> None:
+    """Nobody hosts the counters: the partition's stream fills up to its limit, then `tell` and
+    `ask` refuse (`Overloaded`, 503 `actors_overloaded`) and send nothing. Once a host worked
+    the backlog off and trimmed it, commands go through again."""
+    limited = fast.with_values(actor_partitions=1, actor_max_stream_length=3)
+    sender = await started(Runtime(limited, redis))
+    try:
+        sent = [await sender.tell("counter", "42", {"id": f"c{n}"}) for n in range(3)]
+        with pytest.raises(Overloaded) as refused:
+            await sender.tell("counter", "42", {"id": "c3"})
+        assert (refused.value.kind, refused.value.code) == ("unavailable", "actors_overloaded")
+        assert refused.value.details == {"actor_kind": "counter", "partition": 0}
+        with pytest.raises(Overloaded):
+            await sender.ask("counter", "7", {"id": "a"})
+        assert sender.replies.waiting == {}
+        assert await redis.xlen(stream_key(limited, "counter", 0)) == 3
+
+        host = await started(Runtime(limited, redis, [Counter()], relay=False))
+        try:
+
+            async def worked_off() -> bool:
+                return all([await sender.outcome(command_id) for command_id in sent])
+
+            await eventually(worked_off, 10, "the backlog applied")
+            await host.hosts["counter"].tick()  # trims what was acknowledged
+            assert await sender.ask("counter", "42", {"id": "c3"}) == 4
         finally:
             await host.close()
     finally:
