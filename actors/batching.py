@@ -1,4 +1,5 @@
-"""Group commit: work submitted while a batch is being flushed goes together in the next one.
+"""Group commit: work submitted while a batch is being flushed goes together in the next one
+(the runtime's commits, and its loads of actors not in memory).
 
 A lone submission is flushed at once (alone, after one turn of the event loop), so a light
 load pays no added latency; under load the batches grow by themselves to what arrived during

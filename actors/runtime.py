@@ -295,6 +295,7 @@ class KindHost:
         self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._commits = GroupCommit[Ready, int](self._commit_batch, limit=COMMIT_BATCH)
+        self._loads = GroupCommit[str, store.Stored | None](self._load_batch, limit=COMMIT_BATCH)
         self._stopping = False
         self._wake_ms = min(WAKE_BLOCK_MS, int(self.settings.actor_lease_renew * 1000))
         # A graceful release may wait this long without risking the other leases' renewal.
@@ -339,6 +340,7 @@ class KindHost:
             _, late = await asyncio.wait(busy, timeout=grace)
             await cancel_all(late)
         await self._commits.close()
+        await self._loads.close()
         for partition, held in list(self.owned.items()):
             self._lose(partition)
             with contextlib.suppress(Exception):
@@ -621,7 +623,7 @@ class KindHost:
 
     async def _apply(self, cell: Cell, entry: Entry) -> None:
         if cell.stored is None:
-            loaded = await store.load(self.kind, cell.key)
+            loaded = await self._loads.submit(cell.key)  # with the loads of other actors
             cell.stored = loaded or store.Stored(
                 self.actor.initial_state(cell.key), "", "", None, 0
             )
@@ -682,6 +684,10 @@ class KindHost:
             outcome.state, entry.message_id, entry.command_id, remembered, version
         )
         self.stats.handled += 1
+
+    async def _load_batch(self, keys: list[str]) -> list[store.Stored | None]:
+        found = await store.load(self.kind, keys)
+        return [found.get(key_) for key_ in keys]
 
     async def _commit_batch(self, batch: list[Ready]) -> list[int | BaseException]:
         """Commit turns in one statement, then tell Redis in one round trip (`_finish`); per

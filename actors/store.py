@@ -34,23 +34,24 @@ def _decoded(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-async def load(kind: str, key: str) -> Stored | None:
+async def load(kind: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """The committed state of the actors of `kind` among `keys` that have one, by key."""
     # One statement, no explicit transaction: BEGIN and COMMIT would be two more round trips.
     rows = await connections.get(CONNECTION).execute_query_dict(
-        "SELECT state, last_message_id, last_command_id, last_reply, version"
-        " FROM actor_state WHERE kind = $1 AND key = $2",
-        [kind, key],
+        "SELECT key, state, last_message_id, last_command_id, last_reply, version"
+        " FROM actor_state WHERE kind = $1 AND key = ANY($2::text[])",
+        [kind, list(keys)],
     )
-    if not rows:
-        return None
-    row = rows[0]
-    return Stored(
-        state=_decoded(row["state"]),
-        last_message_id=row["last_message_id"],
-        last_command_id=row["last_command_id"],
-        last_reply=_decoded(row["last_reply"]),
-        version=row["version"],
-    )
+    return {
+        row["key"]: Stored(
+            state=_decoded(row["state"]),
+            last_message_id=row["last_message_id"],
+            last_command_id=row["last_command_id"],
+            last_reply=_decoded(row["last_reply"]),
+            version=row["version"],
+        )
+        for row in rows
+    }
 
 
 async def record_token(kind: str, partition: int, token: int) -> int:
