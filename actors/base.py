@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, TypeAlias
 
 from deer import errors
-from deer.errors import DeerError, TimedOut
+from deer.errors import DeerError, TimedOut, Unavailable
 
 JsonObject: TypeAlias = dict[str, Any]
 
@@ -101,6 +101,20 @@ class AskTimeout(ActorError, TimedOut, TimeoutError):
     def __init__(self, command_id: str) -> None:
         super().__init__(command_id=command_id)
         self.command_id = command_id
+
+
+class Overloaded(ActorError, Unavailable):
+    """A partition's stream already holds `DEER_ACTOR_MAX_STREAM_LENGTH` entries (its actors
+    are far behind, or nobody hosts them): the command was not sent. A domain error of kind
+    `unavailable`: the HTTP edge answers `503`, code `actors_overloaded`."""
+
+    code = "actors_overloaded"
+    default_message = "too many commands are waiting for these actors; try again shortly"
+
+    def __init__(self, kind: str, partition: int) -> None:
+        super().__init__(actor_kind=kind, partition=partition)
+        self.actor_kind = kind
+        self.partition = partition
 
 
 class CommandFailed(ActorError):

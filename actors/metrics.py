@@ -46,6 +46,7 @@ class ActorCollector(Collector):
         dead = counter("dead_letters", "Commands sent to the dead-letter stream")
         stale = counter("stale_commits", "Commits refused by the fencing check")
         fired = counter("reminders_fired", "Reminders moved into their partition stream")
+        commits = counter("commits", "Commit statements; handled / commits = turns per batch")
         latency = HistogramMetricFamily(
             "deer_actor_handle_duration_seconds",
             "Time of one turn: load, handle, commit, acknowledge",
@@ -66,6 +67,7 @@ class ActorCollector(Collector):
             dead.add_metric(labels, stats.dead_letters)
             stale.add_metric(labels, stats.stale_commits)
             fired.add_metric(labels, stats.reminders_fired)
+            commits.add_metric(labels, stats.commits)
             cumulative, running = [], 0
             bounds = (*map(str, LATENCY_BUCKETS), "+Inf")
             for bound, count in zip(bounds, list(stats.latency_buckets), strict=True):
@@ -73,7 +75,7 @@ class ActorCollector(Collector):
                 cumulative.append((bound, float(running)))
             latency.add_metric(labels, cumulative, stats.latency_sum)
         yield from (owned, in_memory, depth, pending, lag, due)
-        yield from (handled, redeliveries, duplicates, dead, stale, fired, latency)
+        yield from (handled, redeliveries, duplicates, dead, stale, fired, commits, latency)
 
 
 def register(metrics_registry: CollectorRegistry, runtime: Runtime) -> ActorCollector:

@@ -23,7 +23,7 @@ from typing import Any, Final
 
 import orjson
 from redis.asyncio import Redis
-from redis.asyncio.client import PubSub
+from redis.asyncio.client import Pipeline, PubSub
 from redis.exceptions import ResponseError
 
 from actors import store
@@ -34,6 +34,7 @@ from actors.base import (
     CommandResult,
     JsonObject,
     Outcome,
+    Overloaded,
     StaleOwner,
     VersionConflict,
     message_order,
@@ -42,6 +43,7 @@ from actors.base import (
     rejection,
     reminder_command_id,
 )
+from actors.batching import GroupCommit
 from actors.leases import Leases, lease_key, lease_value
 from actors.outbox import OutboxRelay
 from config.settings import Settings
@@ -60,6 +62,7 @@ DEAD_LETTERS_KEPT: Final = 100_000
 REMINDER_POLL: Final = 0.2  # seconds between looks for due reminders (at most the renewal period)
 REMINDER_BATCH: Final = 100  # reminders fired per partition and look, at most
 CANCEL_RECHECK: Final = 0.5  # seconds: a task that swallowed a cancellation is cancelled again
+COMMIT_BATCH: Final = 256  # turns committed (and acknowledged) together, at most
 
 # Read new entries of every partition whose lease is still ours, atomically with the check:
 # after another process acquired a partition this process can no longer take entries from it.
@@ -82,6 +85,16 @@ for i = 1, #KEYS / 2 do
   end
 end
 return out
+"""
+
+
+# Append a command unless its partition's stream already holds the most it may (entries are
+# trimmed once acknowledged, so its length is the backlog): the check and the XADD are one
+# step. KEYS: the stream. ARGV: the limit, then the entry's id, key, body and reply.
+APPEND: Final = """
+if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
+return redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'key', ARGV[3], 'body', ARGV[4],
+                  'reply', ARGV[5])
 """
 
 
@@ -217,6 +230,25 @@ class Cell:
     idle_since: float = field(default_factory=time.monotonic)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class Done:
+    """What Redis is told once an entry's turn committed, or was found applied already: the
+    reminders to schedule (`[id, at, command]`) or cancel, the outcome, the acknowledgement."""
+
+    entry: Entry
+    result: CommandResult | None
+    schedule: Sequence[Sequence[Any]] = ()
+    cancel: Sequence[str] = ()
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Ready:
+    """A handled turn waiting for its batch: what to commit, then what to tell Redis."""
+
+    turn: store.Turn
+    done: Done
+
+
 @dataclass(slots=True)
 class HostStats:
     """Plain numbers, bumped on the hot path and read at scrape time (actors.metrics)."""
@@ -226,6 +258,7 @@ class HostStats:
     claimed_again: int = 0  # entries claimed from a previous owner (delivered more than once)
     dead_letters: int = 0
     stale_commits: int = 0
+    commits: int = 0  # commit statements: `handled / commits` turns per batch
     reminders_fired: int = 0
     reminders_due: int = 0  # at the last look, in the owned partitions
     pending: int = 0  # read, not acknowledged, in the owned partitions (at the last tick)
@@ -261,6 +294,8 @@ class KindHost:
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._commits = GroupCommit[Ready, int](self._commit_batch, limit=COMMIT_BATCH)
+        self._loads = GroupCommit[str, store.Stored | None](self._load_batch, limit=COMMIT_BATCH)
         self._stopping = False
         self._wake_ms = min(WAKE_BLOCK_MS, int(self.settings.actor_lease_renew * 1000))
         # A graceful release may wait this long without risking the other leases' renewal.
@@ -304,6 +339,8 @@ class KindHost:
         if busy:
             _, late = await asyncio.wait(busy, timeout=grace)
             await cancel_all(late)
+        await self._commits.close()
+        await self._loads.close()
         for partition, held in list(self.owned.items()):
             self._lose(partition)
             with contextlib.suppress(Exception):
@@ -586,7 +623,7 @@ class KindHost:
 
     async def _apply(self, cell: Cell, entry: Entry) -> None:
         if cell.stored is None:
-            loaded = await store.load(self.kind, cell.key)
+            loaded = await self._loads.submit(cell.key)  # with the loads of other actors
             cell.stored = loaded or store.Stored(
                 self.actor.initial_state(cell.key), "", "", None, 0
             )
@@ -601,9 +638,12 @@ class KindHost:
                 again = CommandResult(
                     entry.command_id, remembered["ok"], remembered["reply"], remembered["error"]
                 )
-                await self._finish(entry, again, remembered.get("remind", []), remembered)
+                done = Done(
+                    entry, again, remembered.get("remind", ()), remembered.get("cancel", ())
+                )
             else:
-                await self._finish(entry, again)
+                done = Done(entry, None)
+            await self._finish([done])
             return
         if await self._killed_before(entry):
             outcome = None
@@ -626,8 +666,7 @@ class KindHost:
         if schedule or outcome.cancel_reminders:  # kept to schedule them again if the ack is lost
             remembered["remind"] = schedule
             remembered["cancel"] = list(outcome.cancel_reminders)
-        version = await store.commit(
-            kind=self.kind,
+        turn = store.Turn(
             partition=cell.partition,
             token=cell.held.fence,
             key=cell.key,
@@ -638,11 +677,46 @@ class KindHost:
             version=stored.version,
             events=outcome.events,
         )
+        # Committed and acknowledged in a batch with the turns of other actors ready meanwhile.
+        done = Done(entry, result, schedule, outcome.cancel_reminders)
+        version = await self._commits.submit(Ready(turn, done))
         cell.stored = store.Stored(
             outcome.state, entry.message_id, entry.command_id, remembered, version
         )
         self.stats.handled += 1
-        await self._finish(entry, result, schedule, remembered)
+
+    async def _load_batch(self, keys: list[str]) -> list[store.Stored | None]:
+        found = await store.load(self.kind, keys)
+        return [found.get(key_) for key_ in keys]
+
+    async def _commit_batch(self, batch: list[Ready]) -> list[int | BaseException]:
+        """Commit turns in one statement, then tell Redis in one round trip (`_finish`); per
+        turn its new version or its error (a stale owner or copy; or Redis failing after the
+        commit: the retry finds the entry applied and acknowledges it)."""
+        results = await self._commit_turns(batch)
+        committed = [
+            ready.done
+            for ready, result in zip(batch, results, strict=True)
+            if isinstance(result, int)
+        ]
+        if committed:
+            try:
+                await self._finish(committed)
+            except Exception as exc:
+                return [exc if isinstance(result, int) else result for result in results]
+        return results
+
+    async def _commit_turns(self, batch: list[Ready]) -> list[int | BaseException]:
+        try:
+            results = await store.commit_turns(self.kind, [ready.turn for ready in batch])
+        except Exception as exc:
+            if len(batch) == 1:
+                return [exc]
+            # One turn's write can fail the whole statement (a value or a unique index that
+            # PostgreSQL refuses): one by one then, so only that actor waits and retries.
+            return [result for ready in batch for result in await self._commit_turns([ready])]
+        self.stats.commits += 1
+        return list(results)
 
     async def _killed_before(self, entry: Entry) -> bool:
         """Whether a redelivered entry was begun too often without completing: a command that
@@ -696,46 +770,52 @@ class KindHost:
             approximate=True,
         )
 
-    async def _finish(
-        self,
-        entry: Entry,
-        result: CommandResult | None,
-        schedule: Sequence[Sequence[Any]] = (),
-        remembered: Mapping[str, Any] | None = None,
-    ) -> None:
-        """After the commit: schedule or cancel the turn's reminders, store and send the
-        outcome, acknowledge the entry. With reminders this is one MULTI: a reminder is never
-        scheduled again by a redelivery after it fired."""
-        cancel: Sequence[str] = remembered.get("cancel", ()) if remembered else ()
-        async with self.redis.pipeline(transaction=bool(schedule or cancel)) as pipe:
-            if schedule or cancel:
-                zset = reminders_key(self.settings, self.kind, entry.partition)
-                bodies = reminder_bodies_key(self.settings, self.kind, entry.partition)
-                for reminder_id in cancel:
-                    command_id = reminder_command_id(self.kind, entry.key, reminder_id)
-                    pipe.zrem(zset, command_id)
-                    pipe.hdel(bodies, command_id)
-                for reminder_id, at, command in schedule:
-                    command_id = reminder_command_id(self.kind, entry.key, reminder_id)
-                    pipe.zadd(zset, {command_id: math.ceil(at * 1000)})  # never early
-                    pipe.hset(
-                        bodies,
-                        command_id,
-                        orjson.dumps([entry.key, orjson.dumps(command).decode()]),
+    async def _finish(self, done: Sequence[Done]) -> None:
+        """After the commit: schedule or cancel the turns' reminders, store and send the
+        outcomes, acknowledge the entries, in one round trip. With reminders this is one MULTI:
+        a reminder is never scheduled again by a redelivery after it fired."""
+        transaction = any(item.schedule or item.cancel for item in done)
+        acks: dict[int, list[str]] = {}
+        async with self.redis.pipeline(transaction=transaction) as pipe:
+            for item in done:
+                entry = item.entry
+                if item.schedule or item.cancel:
+                    self._remind(pipe, entry, item.schedule, item.cancel)
+                if entry.starts:
+                    pipe.hdel(
+                        starts_key(self.settings, self.kind, entry.partition), entry.message_id
                     )
-            if entry.starts:
-                pipe.hdel(starts_key(self.settings, self.kind, entry.partition), entry.message_id)
-            if result is not None:
-                payload = encode_result(result)
-                pipe.set(
-                    outcome_key(self.settings, result.command_id),
-                    payload,
-                    ex=self.settings.actor_outcome_ttl,
-                )
-                if entry.reply_to:
-                    pipe.publish(reply_channel(self.settings, entry.reply_to), payload)
-            pipe.xack(self._stream(entry.partition), self.kind, entry.message_id)
+                if item.result is not None:
+                    payload = encode_result(item.result)
+                    pipe.set(
+                        outcome_key(self.settings, item.result.command_id),
+                        payload,
+                        ex=self.settings.actor_outcome_ttl,
+                    )
+                    if entry.reply_to:
+                        pipe.publish(reply_channel(self.settings, entry.reply_to), payload)
+                acks.setdefault(entry.partition, []).append(entry.message_id)
+            for partition, message_ids in acks.items():
+                pipe.xack(self._stream(partition), self.kind, *message_ids)
             await pipe.execute()
+
+    def _remind(
+        self,
+        pipe: Pipeline,
+        entry: Entry,
+        schedule: Sequence[Sequence[Any]],
+        cancel: Sequence[str],
+    ) -> None:
+        zset = reminders_key(self.settings, self.kind, entry.partition)
+        bodies = reminder_bodies_key(self.settings, self.kind, entry.partition)
+        for reminder_id in cancel:
+            command_id = reminder_command_id(self.kind, entry.key, reminder_id)
+            pipe.zrem(zset, command_id)
+            pipe.hdel(bodies, command_id)
+        for reminder_id, at, command in schedule:
+            command_id = reminder_command_id(self.kind, entry.key, reminder_id)
+            pipe.zadd(zset, {command_id: math.ceil(at * 1000)})  # never early
+            pipe.hset(bodies, command_id, orjson.dumps([entry.key, orjson.dumps(command).decode()]))
 
     # --- hygiene ----------------------------------------------------------------------
 
@@ -791,6 +871,7 @@ class KindHost:
             "claimed_again": stats.claimed_again,
             "dead_letters": stats.dead_letters,
             "stale_commits": stats.stale_commits,
+            "commits": stats.commits,
             "reminders_fired": stats.reminders_fired,
             "reminders_due": stats.reminders_due,
             "pending": stats.pending,
@@ -864,6 +945,7 @@ class Runtime:
         self.process_id = process_id or uuid.uuid4().hex[:16]
         self._partitions = dict(partitions or {})
         self.turns = asyncio.Semaphore(settings.actor_concurrency)
+        self._append_script = redis.register_script(APPEND)
         self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
         self.replies = Replies(settings, redis, self.process_id)
         # Hosts relay the outbox (one at a time across processes: an advisory lock).
@@ -899,12 +981,20 @@ class Runtime:
     async def _append(
         self, kind: str, key_: str, command: JsonObject, command_id: str, reply_to: str
     ) -> None:
-        stream = stream_key(self.settings, kind, partition_of(key_, self.partitions(kind)))
-        fields = {"id": command_id, "key": key_, "body": orjson.dumps(command), "reply": reply_to}
-        await self.redis.xadd(stream, fields)  # type: ignore[arg-type]
+        """Append the command to its partition's stream; `Overloaded` if that one is full."""
+        partition = partition_of(key_, self.partitions(kind))
+        limit = self.settings.actor_max_stream_length
+        appended = await self._append_script(
+            keys=[stream_key(self.settings, kind, partition)],
+            args=[limit, command_id, key_, orjson.dumps(command), reply_to],
+        )
+        if appended is None:
+            raise Overloaded(kind, partition)
 
     async def tell(self, kind: str, key_: str, command: JsonObject) -> str:
-        """Send a command without waiting; its id, for `outcome` later."""
+        """Send a command without waiting; its id, for `outcome` later.
+
+        Raises `Overloaded` (503, nothing sent) when the partition's stream is full."""
         command_id = uuid.uuid4().hex
         await self._append(kind, key_, command, command_id, "")
         return command_id
@@ -919,7 +1009,8 @@ class Runtime:
     ) -> Any:
         """Send a command and wait for the actor's reply.
 
-        Raises `AskTimeout` (with the command id: the command is not lost) or `CommandFailed`.
+        Raises `AskTimeout` (with the command id: the command is not lost), `CommandFailed`,
+        or `Overloaded` (503, nothing sent: the partition's stream is full).
         """
         assert self._started, "start the runtime before asking"
         command_id = uuid.uuid4().hex

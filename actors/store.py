@@ -10,7 +10,7 @@ import orjson
 from tortoise import connections
 from tortoise.transactions import in_transaction
 
-from actors.base import JsonObject, StaleOwner, VersionConflict
+from actors.base import ActorError, JsonObject, StaleOwner, VersionConflict
 
 CONNECTION: Final = "default"
 
@@ -34,23 +34,24 @@ def _decoded(value: Any) -> Any:
     return orjson.loads(value) if isinstance(value, str | bytes) else value
 
 
-async def load(kind: str, key: str) -> Stored | None:
+async def load(kind: str, keys: Sequence[str]) -> dict[str, Stored]:
+    """The committed state of the actors of `kind` among `keys` that have one, by key."""
     # One statement, no explicit transaction: BEGIN and COMMIT would be two more round trips.
     rows = await connections.get(CONNECTION).execute_query_dict(
-        "SELECT state, last_message_id, last_command_id, last_reply, version"
-        " FROM actor_state WHERE kind = $1 AND key = $2",
-        [kind, key],
+        "SELECT key, state, last_message_id, last_command_id, last_reply, version"
+        " FROM actor_state WHERE kind = $1 AND key = ANY($2::text[])",
+        [kind, list(keys)],
     )
-    if not rows:
-        return None
-    row = rows[0]
-    return Stored(
-        state=_decoded(row["state"]),
-        last_message_id=row["last_message_id"],
-        last_command_id=row["last_command_id"],
-        last_reply=_decoded(row["last_reply"]),
-        version=row["version"],
-    )
+    return {
+        row["key"]: Stored(
+            state=_decoded(row["state"]),
+            last_message_id=row["last_message_id"],
+            last_command_id=row["last_command_id"],
+            last_reply=_decoded(row["last_reply"]),
+            version=row["version"],
+        )
+        for row in rows
+    }
 
 
 async def record_token(kind: str, partition: int, token: int) -> int:
@@ -72,73 +73,117 @@ async def record_token(kind: str, partition: int, token: int) -> int:
     return fence
 
 
-# The turn's commit is one statement, so one round trip and no explicit transaction (a single
-# statement is atomic): the fencing check (`FOR SHARE` on the partition row, which waits for a
-# `record_token` in progress and then sees its token), the state write (only if the token is
-# still the partition's) and the events (only if the state was written). Its answer tells a
-# stale owner (`fence` not the token: nothing written) from a stale copy (`version` NULL).
-_FENCE: Final = (
-    "WITH fence AS (SELECT fencing_token FROM actor_partition"
-    " WHERE kind = $1 AND partition = $7 FOR SHARE), "
-)
-_EVENTS: Final = (
-    ", events AS (INSERT INTO actor_outbox (kind, key, message_id, event, created_at)"
-    " SELECT $1, $2, $4, e, now() FROM jsonb_array_elements($9::jsonb) AS e"
-    " WHERE EXISTS (SELECT 1 FROM written))"
-    " SELECT (SELECT fencing_token FROM fence) AS fence, (SELECT version FROM written) AS version"
-)
-INSERT_TURN: Final = (
-    _FENCE
-    + "written AS (INSERT INTO actor_state (kind, key, state, last_message_id, last_command_id,"
-    " last_reply, version, updated_at)"
-    " SELECT $1, $2, $3::jsonb, $4, $5, $6::jsonb, 1, now()"
-    " WHERE EXISTS (SELECT 1 FROM fence WHERE fencing_token = $8)"
-    " ON CONFLICT (kind, key) DO NOTHING RETURNING version)" + _EVENTS
-)
-UPDATE_TURN: Final = (
-    _FENCE + "written AS (UPDATE actor_state SET state = $3::jsonb, last_message_id = $4,"
-    " last_command_id = $5, last_reply = $6::jsonb, version = version + 1, updated_at = now()"
-    " WHERE kind = $1 AND key = $2 AND version = $10"
-    " AND EXISTS (SELECT 1 FROM fence WHERE fencing_token = $8) RETURNING version)" + _EVENTS
-)
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """One handled turn to commit: the actor's new state, the message that caused it, the
+    reply remembered for a redelivery, its events; under the partition's fencing token and
+    the version the state was read at (0: never committed)."""
+
+    partition: int
+    token: int
+    key: str
+    state: JsonObject
+    message_id: str
+    command_id: str
+    reply: Any
+    version: int
+    events: Sequence[JsonObject] = ()
 
 
-async def commit(
-    *,
-    kind: str,
-    partition: int,
-    token: int,
-    key: str,
-    state: JsonObject,
-    message_id: str,
-    command_id: str,
-    reply: Any,
-    version: int,
-    events: Sequence[JsonObject] = (),
-) -> int:
-    """Write the turn's state, the message that caused it and its events, atomically.
+# The commit of a batch of turns is one statement, so one round trip and no explicit
+# transaction (a single statement is atomic): the fencing check (`FOR SHARE` on the rows of
+# the batch's partitions, which waits for a `record_token` in progress and then sees its
+# token), the state writes (a turn's only if its token is still its partition's, and only at
+# the version it read), and the events (a turn's only if its state was written, in order).
+# Per turn, in order, it answers the partition's token and the new version: a token other
+# than the turn's is a stale owner (nothing written), no version with its token a stale copy.
+# Two turns of one key in a batch pass the fencing check at most once: only the current owner
+# of a partition has its token, and it runs one turn per actor at a time.
+COMMIT_TURNS: Final = """
+WITH turn AS (
+  SELECT * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::text[], $9::bigint[], $10::text[])
+    WITH ORDINALITY AS t(partition, token, key, state, message_id, command_id, reply, version,
+                         events, n)
+),
+fence AS (
+  SELECT partition, fencing_token FROM actor_partition
+  WHERE kind = $1 AND partition = ANY($2::int[]) FOR SHARE
+),
+fenced AS (
+  SELECT turn.* FROM turn JOIN fence USING (partition) WHERE fence.fencing_token = turn.token
+),
+updated AS (
+  UPDATE actor_state AS s SET state = f.state::jsonb, last_message_id = f.message_id,
+    last_command_id = f.command_id, last_reply = f.reply::jsonb, version = s.version + 1,
+    updated_at = now()
+  FROM fenced AS f
+  WHERE f.version > 0 AND s.kind = $1 AND s.key = f.key AND s.version = f.version
+  RETURNING f.n, s.version
+),
+inserted AS (
+  INSERT INTO actor_state (kind, key, state, last_message_id, last_command_id, last_reply,
+                           version, updated_at)
+  SELECT $1, f.key, f.state::jsonb, f.message_id, f.command_id, f.reply::jsonb, 1, now()
+  FROM fenced AS f WHERE f.version = 0
+  ON CONFLICT (kind, key) DO NOTHING
+  RETURNING key, version
+),
+written AS (
+  SELECT n, version FROM updated
+  UNION ALL
+  SELECT f.n, i.version FROM inserted AS i JOIN fenced AS f ON f.key = i.key AND f.version = 0
+),
+events AS (
+  INSERT INTO actor_outbox (kind, key, message_id, event, created_at)
+  SELECT $1, f.key, f.message_id, e.event, now()
+  FROM fenced AS f JOIN written USING (n),
+    jsonb_array_elements(f.events::jsonb) WITH ORDINALITY AS e(event, place)
+  ORDER BY f.n, e.place
+)
+SELECT fence.fencing_token AS fence, written.version
+FROM turn LEFT JOIN fence USING (partition) LEFT JOIN written USING (n)
+ORDER BY turn.n
+"""
 
-    Raises `StaleOwner` when `token` is no longer the partition's (nothing is written) and
-    `VersionConflict` when the row is not at `version` (a stale copy). Returns the new version.
-    """
-    values: list[Any] = [
-        kind,
-        key,
-        _json(state),
-        message_id,
-        command_id,
-        _json(reply),
-        partition,
-        token,
-        _json(list(events)),
-    ]
-    if version == 0:
-        rows = await connections.get(CONNECTION).execute_query_dict(INSERT_TURN, values)
-    else:
-        rows = await connections.get(CONNECTION).execute_query_dict(UPDATE_TURN, [*values, version])
-    row = rows[0]
-    if row["fence"] != token:
-        raise StaleOwner(kind, partition, token)
-    if row["version"] is None:
-        raise VersionConflict(f"{kind}/{key} is no longer at version {version}")
-    return version + 1
+
+async def commit_turns(kind: str, turns: Sequence[Turn]) -> list[int | ActorError]:
+    """Commit turns of actors of `kind` in one statement; per turn, in order, its new version,
+    or the error that refused it: `StaleOwner` when its token is no longer its partition's,
+    `VersionConflict` when its row is not at the version it read. Nothing of a refused turn is
+    written; the others commit."""
+    rows = await connections.get(CONNECTION).execute_query_dict(
+        COMMIT_TURNS,
+        [
+            kind,
+            [turn.partition for turn in turns],
+            [turn.token for turn in turns],
+            [turn.key for turn in turns],
+            [_json(turn.state) for turn in turns],
+            [turn.message_id for turn in turns],
+            [turn.command_id for turn in turns],
+            [_json(turn.reply) for turn in turns],
+            [turn.version for turn in turns],
+            [_json(list(turn.events)) for turn in turns],
+        ],
+    )
+    results: list[int | ActorError] = []
+    for turn, row in zip(turns, rows, strict=True):
+        if row["fence"] != turn.token:
+            results.append(StaleOwner(kind, turn.partition, turn.token))
+        elif row["version"] is None:
+            results.append(
+                VersionConflict(f"{kind}/{turn.key} is no longer at version {turn.version}")
+            )
+        else:
+            results.append(int(row["version"]))
+    return results
+
+
+async def commit(kind: str, turn: Turn) -> int:
+    """Commit one turn (`commit_turns`); its new version. Raises `StaleOwner` or
+    `VersionConflict` when refused (nothing written)."""
+    (result,) = await commit_turns(kind, [turn])
+    if isinstance(result, ActorError):
+        raise result
+    return result

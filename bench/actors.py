@@ -34,7 +34,7 @@ import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -44,7 +44,8 @@ import psutil
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
-from actors.base import Actor, CommandResult, JsonObject, Outcome
+from actors.base import Actor, CommandResult, JsonObject, Outcome, Overloaded
+from actors.leases import lease_key
 from actors.runtime import Runtime, encode_result
 from config.settings import Settings, load_settings
 from deer.cache import create_redis, key
@@ -80,10 +81,19 @@ class Load:
     asks: int
     seconds: float
     latencies: list[float]
+    # CPU seconds used while measured (peak only), by part: "server" (the ceiling's server or
+    # the actor workers), "redis", "postgres" (the bench database's backends), "client" (this
+    # process: the askers, and the sender runtime).
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
         return self.asks / self.seconds
+
+    def cpu_per_ask(self, part: str) -> float:
+        """CPU (user + system) of `part` per ask, in microseconds: what a shared machine's
+        noise changes least."""
+        return self.cpu.get(part, math.nan) / self.asks * 1e6
 
     def percentile(self, fraction: float) -> float:
         ordered = sorted(self.latencies)
@@ -92,10 +102,12 @@ class Load:
         return ordered[min(len(ordered) - 1, max(0, math.ceil(fraction * len(ordered)) - 1))]
 
 
-def bench_settings(redis_url: str, namespace: str, **changes: Any) -> Settings:
+def bench_settings(
+    redis_url: str, namespace: str, database: str = BENCH_DATABASE, **changes: Any
+) -> Settings:
     return load_settings(
         _env_file=None,
-        database_url=f"{POSTGRES_SERVER}/{BENCH_DATABASE}",
+        database_url=f"{POSTGRES_SERVER}/{database}",
         redis_url=redis_url,
         redis_namespace=namespace,
         log_level="WARNING",
@@ -182,7 +194,7 @@ async def children(
             line = await asyncio.wait_for(process.stdout.readline(), READY_WITHIN)
             assert line.startswith(b"ready"), line
         if role == "worker":
-            await asyncio.sleep(1.0)  # let the workers share the partitions before the load
+            await spread(settings, count)
         yield processes
     finally:
         for process in processes:
@@ -194,6 +206,28 @@ async def children(
             except TimeoutError:
                 process.kill()
                 await process.wait()
+
+
+async def spread(settings: Settings, workers: int) -> None:
+    """Wait until the workers hold an equal share of the partitions each: a rebalance during
+    a load (a lease released, taken on the next renewal tick) stalls its asks for seconds."""
+    redis = create_redis(settings)
+    try:
+        deadline = time.monotonic() + READY_WITHIN
+        while time.monotonic() < deadline:
+            leases = [lease_key(settings, KIND, partition) for partition in range(STREAMS)]
+            values = await redis.mget(leases)
+            holders = [
+                value.split(b":")[0] if isinstance(value, bytes) else value for value in values
+            ]
+            if None not in holders and all(
+                holders.count(holder) == STREAMS // workers for holder in set(holders)
+            ):
+                return
+            await asyncio.sleep(0.2)
+        raise TimeoutError(f"the partitions were not spread over {workers} workers")
+    finally:
+        await redis.aclose(close_connection_pool=True)
 
 
 # --- load ------------------------------------------------------------------------------
@@ -291,13 +325,69 @@ async def paced_load(
     return len(latencies), args.duration, latencies
 
 
-async def measure(target: str, processes: int, ask: Ask, args: argparse.Namespace) -> list[Load]:
+CPU_PARTS: Final = ("server", "redis", "postgres", "client")
+
+
+async def watched_processes(
+    settings: Settings, redis: Redis, servers: list[asyncio.subprocess.Process]
+) -> dict[str, list[psutil.Process]]:
+    """The processes of each CPU part (PostgreSQL: the backends of the bench database now)."""
+    assert settings.database_url is not None
+    connection = await asyncpg.connect(settings.database_url.get_secret_value())
+    try:
+        backends = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database()"
+            " AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await connection.close()
+    redis_pid = int((await redis.info("server"))["process_id"])
+    return {
+        "server": [psutil.Process(server.pid) for server in servers],
+        "redis": [psutil.Process(redis_pid)],
+        "postgres": [psutil.Process(row["pid"]) for row in backends],
+        "client": [psutil.Process()],
+    }
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += sum(process.cpu_times()[:2])
+    return total
+
+
+async def measure(
+    target: str,
+    servers: list[asyncio.subprocess.Process],
+    ask: Ask,
+    args: argparse.Namespace,
+    settings: Settings,
+    redis: Redis,
+) -> list[Load]:
+    """The peak (closed load, with the CPU each part used while measured), then half of it
+    paced."""
+    used: list[dict[str, float]] = []
+
+    async def meter() -> None:
+        await asyncio.sleep(args.warmup)
+        watched = await watched_processes(settings, redis, servers)
+        used.append({part: cpu_seconds(found) for part, found in watched.items()})
+        await asyncio.sleep(args.duration)
+        used.append({part: cpu_seconds(found) for part, found in watched.items()})
+
+    metering = asyncio.create_task(meter())
+    processes = len(servers)
     peak = Load(target, processes, "peak", *await closed_load(ask, args))
+    await metering
+    peak.cpu = {part: used[1][part] - used[0][part] for part in CPU_PARTS}
     half = Load(target, processes, "half", *await paced_load(ask, peak.rate / 2, args))
     for load in (peak, half):
         print(
             f"  {target}, {processes} process(es), {load.mode}: {load.rate:,.0f}/s,"
-            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms",
+            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms"
+            + (f", server CPU {load.cpu_per_ask('server'):.0f} us/ask" if load.cpu else ""),
             flush=True,
         )
     return [peak, half]
@@ -325,25 +415,46 @@ async def committed(settings: Settings) -> int:
     return count
 
 
+async def tell_patiently(sender: Runtime, key_: str) -> None:
+    """Tell once; when the partition is full (the worker is behind), wait and send again."""
+    while True:
+        try:
+            await sender.tell(KIND, key_, {"n": 1})
+            return
+        except Overloaded:
+            await asyncio.sleep(0.5)
+
+
 async def memory(settings: Settings, redis: Redis, keys_: int) -> dict[str, float]:
-    """RSS (MiB) of one worker before, after `keys_` distinct keys, and after passivation."""
+    """RSS (MiB) of one worker before, at its highest and at the end of `keys_` distinct keys
+    told once each, and after a passivation sweep."""
     sender = Runtime(settings, redis)
     async with children(settings, "worker", 1, DEER_ACTOR_IDLE_TIMEOUT="2") as (worker,):
         rss = psutil.Process(worker.pid)
-        before = rss.memory_info().rss / 2**20
+        before = peak = rss.memory_info().rss / 2**20
         base = await committed(settings)
         began = time.perf_counter()
         for start in range(0, keys_, 100):
             await asyncio.gather(
-                *(sender.tell(KIND, f"m{n}", {"n": 1}) for n in range(start, start + 100))
+                *(tell_patiently(sender, f"m{n}") for n in range(start, start + 100))
             )
-        while await committed(settings) < base + keys_:  # noqa: ASYNC110 - polls PostgreSQL
+            if start % 10_000 == 0:
+                peak = max(peak, rss.memory_info().rss / 2**20)
+        while (done := await committed(settings)) < base + keys_:
+            peak = max(peak, rss.memory_info().rss / 2**20)
             await asyncio.sleep(0.5)
         seconds = time.perf_counter() - began
         after = rss.memory_info().rss / 2**20
         await asyncio.sleep(settings.actor_lease_renew + 3)  # a sweep after the idle timeout
         swept = rss.memory_info().rss / 2**20
-    return {"before": before, "after": after, "swept": swept, "seconds": seconds}
+    assert done == base + keys_
+    return {
+        "before": before,
+        "peak": max(peak, after),
+        "after": after,
+        "swept": swept,
+        "seconds": seconds,
+    }
 
 
 # --- the run ---------------------------------------------------------------------------
@@ -361,27 +472,31 @@ async def run(args: argparse.Namespace) -> None:
     from deer import db
 
     namespace = f"bench-actors-{uuid.uuid4().hex[:8]}"
-    settings = bench_settings(args.redis_url, namespace)
-    await admin(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
-    await admin(f'CREATE DATABASE "{BENCH_DATABASE}"')
+    settings = bench_settings(args.redis_url, namespace, args.database)
+    await admin(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+    await admin(f'CREATE DATABASE "{args.database}"')
     await db.migrate(settings)
     redis = create_redis(settings)  # the runtime's own pool: blocking, bounded
     loads: list[Load] = []
     mem: dict[str, float] | None = None
     try:
-        for processes in (1, 2):
+        for processes in (1, 2) if args.loads else ():
             ceiling = CeilingClient(settings, redis)
             await ceiling.start()
             try:
-                async with children(settings, "ceiling", processes):
-                    loads += await measure("Redis ceiling", processes, ceiling.ask, args)
+                async with children(settings, "ceiling", processes) as servers:
+                    loads += await measure(
+                        "Redis ceiling", servers, ceiling.ask, args, settings, redis
+                    )
             finally:
                 await ceiling.close()
             sender = Runtime(settings, redis)
             await sender.start()
             try:
-                async with children(settings, "worker", processes):
-                    loads += await measure("actor ask", processes, asker(sender), args)
+                async with children(settings, "worker", processes) as servers:
+                    loads += await measure(
+                        "actor ask", servers, asker(sender), args, settings, redis
+                    )
             finally:
                 await sender.close()
         if args.memory_keys:
@@ -390,7 +505,7 @@ async def run(args: argparse.Namespace) -> None:
         async for found in redis.scan_iter(match=f"{namespace}:*", count=1000):
             await redis.delete(found)
         await redis.aclose(close_connection_pool=True)
-        await admin(f'DROP DATABASE IF EXISTS "{BENCH_DATABASE}" WITH (FORCE)')
+        await admin(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     report(loads, mem, args)
 
 
@@ -409,8 +524,11 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
         f"concurrency {args.concurrency}, {args.keys} keys, {args.duration:g} s per load"
         f" after {args.warmup:g} s warm-up\n"
     )
-    print("| target | processes | load | asks/s | p50 ms | p99 ms | of ceiling |")
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| target | processes | load | asks/s | p50 ms | p99 ms | of ceiling |"
+        " CPU us/ask: server + Redis + PostgreSQL + client = total |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
     ceilings = {
         (load.processes, load.mode): load.rate for load in loads if load.target != "actor ask"
     }
@@ -420,15 +538,21 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
             if load.target == "actor ask" and load.mode == "peak"
             else ""
         )
+        parts = [load.cpu_per_ask(part) for part in CPU_PARTS]
+        cpu = (
+            " + ".join(f"{part:.0f}" for part in parts) + f" = {sum(parts):.0f}" if load.cpu else ""
+        )
         print(
             f"| {load.target} | {load.processes} | {load.mode} | {load.rate:,.0f} |"
             f" {load.percentile(0.5) * 1000:.2f} | {load.percentile(0.99) * 1000:.2f} | {ratio} |"
+            f" {cpu if load.cpu else ''} |"
         )
     if mem is not None:
         print(
             f"\nmemory: {args.memory_keys:,} distinct keys told once in {mem['seconds']:.0f} s;"
-            f" worker RSS {mem['before']:.0f} MiB before, {mem['after']:.0f} MiB after"
-            f" (+{mem['after'] - mem['before']:.0f}), {mem['swept']:.0f} MiB after passivation"
+            f" worker RSS {mem['before']:.0f} MiB before, {mem['peak']:.0f} MiB at most,"
+            f" {mem['after']:.0f} MiB after (+{mem['after'] - mem['before']:.0f}),"
+            f" {mem['swept']:.0f} MiB after passivation"
         )
 
 
@@ -439,7 +563,13 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=32, help="askers in the peak load")
     parser.add_argument("--keys", type=int, default=1000, help="distinct keys asked")
     parser.add_argument("--memory-keys", type=int, default=100_000, help="0: no memory check")
+    parser.add_argument(
+        "--no-loads", dest="loads", action="store_false", help="only the memory check"
+    )
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument(
+        "--database", default=BENCH_DATABASE, help="made, migrated and dropped by the run"
+    )
     parser.add_argument("--role", choices=["ceiling", "worker"], help=argparse.SUPPRESS)
     parser.add_argument("--share", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -109,6 +109,9 @@ class Settings(BaseSettings):
     actor_ask_timeout: float = Field(default=5.0, gt=0, le=3600)  # seconds
     actor_outcome_ttl: int = Field(default=24 * 3600, ge=1, le=30 * 24 * 3600)  # seconds
     actor_idle_timeout: float = Field(default=300.0, gt=0, le=24 * 3600)  # passivation, seconds
+    # Entries a partition stream may hold (unread plus unacknowledged, trimmed every renewal)
+    # before tell/ask refuse with 503 actors_overloaded: the bound on Redis memory per stream.
+    actor_max_stream_length: int = Field(default=100_000, ge=1, le=100_000_000)
 
     @field_validator("timezone")
     @classmethod

@@ -36,6 +36,17 @@ def asyncpg_url(url: str) -> str:
     return urlunsplit(urlsplit(url)._replace(scheme="postgresql"))
 
 
+async def _keep_session(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release, after asyncpg's own rollback of an open transaction.
+
+    asyncpg's default reset is one more round trip per release (`pg_advisory_unlock_all(); CLOSE
+    ALL; UNLISTEN *; RESET ALL`), 6-7% of an actor worker's CPU. deer leaves nothing in a session
+    for it to undo: advisory locks are transaction-scoped (`pg_advisory_xact_lock`), there are no
+    cursors outside transactions, no LISTEN and no `SET` (the migrator's session lock is on a
+    connection of its own). Keep it that way, or give the pool its default reset back.
+    """
+
+
 def tortoise_config(settings: Settings) -> dict[str, Any]:
     assert settings.database_url is not None, "start the engines before the database"
     url = urlsplit(settings.database_url.get_secret_value())
@@ -44,6 +55,7 @@ def tortoise_config(settings: Settings) -> dict[str, Any]:
         minsize=settings.db_pool_min,
         maxsize=settings.db_pool_max,
         server_settings={"application_name": "deer"},
+        reset=_keep_session,  # passed through to asyncpg.create_pool
     )
     return {
         "connections": {"default": connection},

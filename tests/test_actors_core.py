@@ -4,7 +4,6 @@ fencing, rebalancing. Real PostgreSQL and Redis; short leases (`FAST`)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -12,29 +11,23 @@ import pytest
 from redis.asyncio import Redis
 
 from actors import store
-from actors.base import AskTimeout, CommandFailed, CommandResult, StaleOwner, partition_of
+from actors.base import (
+    AskTimeout,
+    CommandFailed,
+    CommandResult,
+    Overloaded,
+    StaleOwner,
+    partition_of,
+)
 from actors.leases import Leases, lease_key
 from actors.outbox import OutboxRelay, events_key
 from actors.runtime import KindHost, Runtime, dead_letter_key, stream_key
 from actors.testing.counter import Counter
 from config.settings import Settings
-from deer import cache, db
 from deer.errors import Conflict
-from tests.actors_support import FAST, actor_rows, eventually
-
-
-@pytest.fixture
-async def fast(settings: Settings) -> AsyncIterator[Settings]:
-    """This test's settings with short leases, the database open."""
-    fast_settings = settings.with_values(**FAST)
-    async with db.database(fast_settings):
-        yield fast_settings
-
-
-@pytest.fixture
-async def redis(fast: Settings) -> AsyncIterator[Redis]:
-    async with cache.redis_client(fast) as client:
-        yield client
+from tests.actors_support import actor_rows, eventually
+from tests.actors_support import fast as fast
+from tests.actors_support import redis as redis
 
 
 async def started(runtime: Runtime) -> Runtime:
@@ -188,6 +181,38 @@ async def test_ask_timeout_keeps_the_command(fast: Settings, redis: Redis) -> No
         await sender.close()
 
 
+async def test_a_full_partition_refuses_new_commands(fast: Settings, redis: Redis) -> None:
+    """Nobody hosts the counters: the partition's stream fills up to its limit, then `tell` and
+    `ask` refuse (`Overloaded`, 503 `actors_overloaded`) and send nothing. Once a host worked
+    the backlog off and trimmed it, commands go through again."""
+    limited = fast.with_values(actor_partitions=1, actor_max_stream_length=3)
+    sender = await started(Runtime(limited, redis))
+    try:
+        sent = [await sender.tell("counter", "42", {"id": f"c{n}"}) for n in range(3)]
+        with pytest.raises(Overloaded) as refused:
+            await sender.tell("counter", "42", {"id": "c3"})
+        assert (refused.value.kind, refused.value.code) == ("unavailable", "actors_overloaded")
+        assert refused.value.details == {"actor_kind": "counter", "partition": 0}
+        with pytest.raises(Overloaded):
+            await sender.ask("counter", "7", {"id": "a"})
+        assert sender.replies.waiting == {}
+        assert await redis.xlen(stream_key(limited, "counter", 0)) == 3
+
+        host = await started(Runtime(limited, redis, [Counter()], relay=False))
+        try:
+
+            async def worked_off() -> bool:
+                return all([await sender.outcome(command_id) for command_id in sent])
+
+            await eventually(worked_off, 10, "the backlog applied")
+            await host.hosts["counter"].tick()  # trims what was acknowledged
+            assert await sender.ask("counter", "42", {"id": "c3"}) == 4
+        finally:
+            await host.close()
+    finally:
+        await sender.close()
+
+
 async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
     """A's lease expires (a pause), B acquires: A's commit is refused, B's succeeds."""
     short = fast.with_values(actor_lease_ttl=0.2, actor_lease_renew=0.1)
@@ -199,14 +224,11 @@ async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
     assert await owner_b.acquire(0) is None  # held: no token handed out
     fence_a = await store.record_token("counter", 0, token_a)
     assert fence_a == 1
-    turn: dict[str, Any] = {
-        "kind": "counter",
-        "partition": 0,
-        "key": "k",
-        "command_id": "c",
-        "reply": None,
-    }
-    assert await store.commit(**turn, token=fence_a, state={"by": "a"}, message_id="1-0", version=0)
+
+    def turn(token: int, by: str, message_id: str, version: int) -> store.Turn:
+        return store.Turn(0, token, "k", {"by": by}, message_id, "c", None, version)
+
+    assert await store.commit("counter", turn(fence_a, "a", "1-0", version=0)) == 1
 
     async def expired() -> bool:
         return not await redis.exists(lease_key(short, "counter", 0))
@@ -218,15 +240,12 @@ async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
     assert fence_b == 2
 
     with pytest.raises(StaleOwner):
-        await store.commit(**turn, token=fence_a, state={"by": "a2"}, message_id="2-0", version=1)
+        await store.commit("counter", turn(fence_a, "a2", "2-0", version=1))
     assert await owner_a.renew(0, token_a) is False
     rows = await actor_rows(short, "counter")
     assert rows["k"] == {"state": {"by": "a"}, "last_message_id": "1-0", "version": 1}
 
-    version = await store.commit(
-        **turn, token=fence_b, state={"by": "b"}, message_id="2-0", version=1
-    )
-    assert version == 2
+    assert await store.commit("counter", turn(fence_b, "b", "2-0", version=1)) == 2
     rows = await actor_rows(short, "counter")
     assert rows["k"] == {"state": {"by": "b"}, "last_message_id": "2-0", "version": 2}
     # Redis lost its counter (a restart without persistence): the fence still grows.

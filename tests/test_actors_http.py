@@ -1,5 +1,6 @@
 """At the HTTP edge an ask that times out is a `504` with the command id, and the command is
-still applied once (`actor_timeout`, never a lost command)."""
+still applied once (`actor_timeout`, never a lost command); a command refused because its
+partition's stream is full is a `503` (`actors_overloaded`)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,21 @@ probe = Api(tags=["probe"], public=True)
 async def ask_slow_actor(request: web.Request) -> None:
     runtime = request.app[keys.ACTORS]
     await runtime.ask("counter", "slow", {"id": "slow", "sleep": 0.5}, timeout=0.1)
+
+
+@probe.post("/probe/actor-tell", summary="probe")
+async def tell_actor(request: web.Request) -> None:
+    await request.app[keys.ACTORS].tell("counter", "full", {"id": "one"})
+
+
+async def test_a_full_partition_is_a_503(aiohttp_client: Any, settings: Settings) -> None:
+    app = create_app(settings.with_values(actor_max_stream_length=1))  # nobody hosts counters
+    probe.register(app)
+    client: TestClient[Any, Any] = await aiohttp_client(app)
+    assert (await client.post("/probe/actor-tell")).status == 200
+    response = await client.post("/probe/actor-tell")
+    assert response.status == 503
+    assert (await response.json())["error"]["code"] == "actors_overloaded"
 
 
 async def test_ask_timeout_is_a_504_with_the_command_id(

@@ -15,8 +15,9 @@ from actors.base import CommandFailed, reminder_command_id
 from actors.runtime import Runtime
 from actors.testing.counter import Counter
 from config.settings import Settings
-from deer import cache, db
+from deer import db
 from tests.actors_support import FAST, eventually
+from tests.actors_support import redis as redis
 
 
 @pytest.fixture
@@ -24,12 +25,6 @@ async def fast(settings: Settings) -> AsyncIterator[Settings]:
     fast_settings = settings.with_values(**FAST).with_values(actor_max_in_flight=1)
     async with db.database(fast_settings):
         yield fast_settings
-
-
-@pytest.fixture
-async def redis(fast: Settings) -> AsyncIterator[Redis]:
-    async with cache.redis_client(fast) as client:
-        yield client
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, float]:
@@ -99,6 +94,7 @@ async def test_runtime_numbers_are_exported(fast: Settings, redis: Redis) -> Non
             "deer_actor_dead_letters_total": 1,
             "deer_actor_stale_commits_total": 0,
             "deer_actor_reminders_fired_total": 1,
+            "deer_actor_commits_total": 6,  # one turn in flight at a time: batches of one
             "deer_actor_handle_duration_seconds_count": 6,
         }
     finally:

@@ -1,6 +1,7 @@
-"""Real worker processes share the partitions: one joins, one is killed with SIGKILL mid-run,
-and every command is still applied exactly once, in send order per key (counted in
-PostgreSQL); a command that kills every process handling it ends in the dead-letter stream.
+"""Real worker processes share the partitions: one joins, one is killed with SIGKILL mid-run;
+three share them, a fourth joins and one leaves, while commands flow; every command is still
+applied exactly once, in send order per key (counted in PostgreSQL); a command that kills
+every process handling it ends in the dead-letter stream.
 Short leases: 1 s, renewed every 0.3 s (shorter where said)."""
 
 from __future__ import annotations
@@ -100,6 +101,74 @@ async def test_kill_9_mid_run_applies_every_command_exactly_once(
         codes = [await asyncio.wait_for(w.process.wait(), 20) for w in (second, third)]
         assert codes == [0, 0]
         assert await holders(fast, redis) == [None] * PARTITIONS  # released on a graceful stop
+
+
+async def test_a_fourth_joining_and_one_leaving_rebalance_under_traffic(
+    settings: Settings, tmp_path: Path, workers: list[Worker]
+) -> None:
+    """Three workers share the partitions while commands flow; a fourth joins and takes its
+    share, then one of the first three stops (SIGTERM) and hands its share over: every
+    command is applied exactly once, in send order per key."""
+    fast = settings.with_values(
+        actor_partitions=PARTITIONS, actor_lease_ttl=1.0, actor_lease_renew=0.3
+    )
+    async with cache.redis_client(fast) as redis:
+        sender = Runtime(fast, redis)
+        trio = [await spawn(fast, tmp_path, workers) for _ in range(3)]
+        sent = 0
+        sending = True
+
+        async def send() -> None:
+            nonlocal sent
+            while sending:
+                for key in KEYS:
+                    await sender.tell("counter", key, {"id": f"{key}-{sent}", "sleep": 0.01})
+                sent += 1
+                await asyncio.sleep(0.05)
+
+        async def spread_over(processes: set[str]) -> None:
+            async def spread() -> bool:
+                held = await holders(fast, redis)
+                share = -(-PARTITIONS // len(processes))  # ceil
+                return set(held) == processes and all(
+                    0 < held.count(process) <= share for process in processes
+                )
+
+            await eventually(spread, 15, f"the partitions spread over {len(processes)} workers")
+
+        sending_task = asyncio.create_task(send())
+        try:
+            await spread_over({worker.process_id for worker in trio})
+            fourth = await spawn(fast, tmp_path, workers)
+            await spread_over({worker.process_id for worker in [*trio, fourth]})
+            joined_at = sent
+            leaver = trio[0]
+            leaver.process.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(leaver.process.wait(), 20) == 0
+            stayed = [*trio[1:], fourth]
+            await spread_over({worker.process_id for worker in stayed})
+            left_at = sent
+            await asyncio.sleep(0.3)  # a few more rounds after the handover
+        finally:
+            sending = False
+            await sending_task
+        assert 0 < joined_at < left_at < sent  # commands flowed through both changes
+
+        async def all_applied() -> bool:
+            rows = await actor_rows(fast, "counter")
+            return sum(row["state"]["count"] for row in rows.values()) >= len(KEYS) * sent
+
+        await eventually(all_applied, 40, "every command applied")
+        rows = await actor_rows(fast, "counter")
+        assert {key: row["state"] for key, row in rows.items()} == {
+            key: {"count": sent, "applied": [f"{key}-{n}" for n in range(sent)]} for key in KEYS
+        }
+
+        for worker in stayed:
+            worker.process.send_signal(signal.SIGTERM)
+        codes = [await asyncio.wait_for(w.process.wait(), 20) for w in stayed]
+        assert codes == [0, 0, 0]
+        assert await holders(fast, redis) == [None] * PARTITIONS
 
 
 async def test_a_command_that_kills_its_process_ends_in_dead_letters(

@@ -7,7 +7,6 @@ import asyncio
 import math
 import signal
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,26 +17,15 @@ from actors.base import CommandResult, partition_of, reminder_command_id
 from actors.runtime import Runtime, reminder_bodies_key, reminders_key
 from actors.testing.counter import Counter
 from config.settings import Settings
-from deer import cache, db
+from deer import cache
 from tests.actors_support import FAST, actor_rows, eventually
+from tests.actors_support import fast as fast
+from tests.actors_support import redis as redis
 from tests.actors_support.workers import Worker, spawn
 from tests.actors_support.workers import workers as workers
 
 KEY = "42"
 FIRED = reminder_command_id("counter", KEY, "r1")
-
-
-@pytest.fixture
-async def fast(settings: Settings) -> AsyncIterator[Settings]:
-    fast_settings = settings.with_values(**FAST)
-    async with db.database(fast_settings):
-        yield fast_settings
-
-
-@pytest.fixture
-async def redis(fast: Settings) -> AsyncIterator[Redis]:
-    async with cache.redis_client(fast) as client:
-        yield client
 
 
 async def started(runtime: Runtime) -> Runtime:

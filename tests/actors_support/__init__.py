@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import asyncpg
 import orjson
+import pytest
+from redis.asyncio import Redis
 
 from config.settings import Settings
+from deer import cache, db
 from deer.db import asyncpg_url
 
 # Short leases so takeovers happen within a test; renewal well inside the TTL.
@@ -20,6 +23,22 @@ FAST: dict[str, Any] = {
     "actor_lease_renew": 0.3,
     "actor_max_attempts": 2,
 }
+
+
+@pytest.fixture
+async def fast(settings: Settings) -> AsyncIterator[Settings]:
+    """This test's settings with short leases (`FAST`), the database open. A module that needs
+    other settings defines its own `fast`; import this one (`fast as fast`) otherwise."""
+    fast_settings = settings.with_values(**FAST)
+    async with db.database(fast_settings):
+        yield fast_settings
+
+
+@pytest.fixture
+async def redis(fast: Settings) -> AsyncIterator[Redis]:
+    """A Redis client on `fast` (import it as `redis as redis`)."""
+    async with cache.redis_client(fast) as client:
+        yield client
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], within: float, what: str) -> None:

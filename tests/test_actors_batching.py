@@ -1,0 +1,131 @@
+"""Group commit: turns of different actors ready at the same time commit in one statement,
+each still under its own fencing and version check, and one turn PostgreSQL refuses does not
+hold back the others of its batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import asyncpg
+import orjson
+from redis.asyncio import Redis
+
+from actors import store
+from actors.base import StaleOwner, VersionConflict
+from actors.batching import GroupCommit
+from actors.runtime import Runtime
+from actors.testing.counter import Counter
+from config.settings import Settings
+from deer.db import asyncpg_url
+from tests.actors_support import actor_rows, eventually
+from tests.actors_support import fast as fast
+from tests.actors_support import redis as redis
+
+
+async def test_what_arrives_during_a_flush_goes_in_the_next_batch() -> None:
+    batches: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> Sequence[int | BaseException]:
+        batches.append(items)
+        await release.wait()
+        return [ValueError(item) if item == 3 else item * 10 for item in items]
+
+    group = GroupCommit[int, int](flush, limit=3)
+    first = asyncio.create_task(group.submit(1))  # alone: flushed at once
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert batches == [[1]]
+    later = [asyncio.create_task(group.submit(n)) for n in range(2, 7)]
+    await asyncio.sleep(0)
+    assert group.waiting == 5
+    release.set()
+    assert await first == 10
+    done = await asyncio.gather(*later, return_exceptions=True)
+    assert batches == [[1], [2, 3, 4], [5, 6]]  # at most `limit` a batch
+    assert [str(result) for result in done] == ["20", "3", "40", "50", "60"]
+    assert isinstance(done[1], ValueError)
+
+
+async def test_one_statement_answers_each_turn(fast: Settings) -> None:
+    """Written, stale owner, stale copy: per turn, in one statement; events only if written."""
+    assert await store.record_token("counter", 0, 5) == 5
+    assert await store.record_token("counter", 1, 7) == 7
+
+    def turn(partition: int, token: int, key: str, version: int) -> store.Turn:
+        events = [{"key": key, "n": n} for n in range(2)]
+        return store.Turn(partition, token, key, {"at": key}, "9-0", "c", None, version, events)
+
+    assert await store.commit("counter", turn(0, 5, "old", 0)) == 1
+    results = await store.commit_turns(
+        "counter",
+        [
+            turn(0, 5, "new", 0),  # first commit of an actor
+            turn(1, 6, "fenced", 0),  # a token partition 1 no longer has
+            turn(0, 5, "old", 1),  # at the version read: written
+            turn(0, 5, "copy", 3),  # never committed, yet read at version 3
+        ],
+    )
+    assert [type(result) if isinstance(result, Exception) else result for result in results] == [
+        1,
+        StaleOwner,
+        2,
+        VersionConflict,
+    ]
+    rows = await actor_rows(fast, "counter")
+    assert {key: (row["state"], row["version"]) for key, row in rows.items()} == {
+        "new": ({"at": "new"}, 1),
+        "old": ({"at": "old"}, 2),
+    }
+    assert fast.database_url is not None
+    connection = await asyncpg.connect(asyncpg_url(fast.database_url.get_secret_value()))
+    try:
+        events = await connection.fetch("SELECT key, event::text FROM actor_outbox ORDER BY id")
+    finally:
+        await connection.close()
+    assert [(row["key"], orjson.loads(row["event"])) for row in events] == [
+        ("old", {"key": "old", "n": 0}),
+        ("old", {"key": "old", "n": 1}),
+        ("new", {"key": "new", "n": 0}),
+        ("new", {"key": "new", "n": 1}),
+        ("old", {"key": "old", "n": 0}),
+        ("old", {"key": "old", "n": 1}),
+    ]
+
+
+async def test_a_turn_postgresql_refuses_does_not_hold_back_its_batch(
+    fast: Settings, redis: Redis
+) -> None:
+    """A NUL character has no place in jsonb: that turn's commit fails (and is retried,
+    holding its own mailbox only); the turns committed in the same batch go through."""
+    host = Runtime(fast, redis, [Counter()], relay=False)
+    await host.start()
+    keys = [f"k{n}" for n in range(6)]
+    refused: asyncio.Task[object] | None = None
+    try:
+        first = [host.ask("counter", key, {"id": f"{key}-1", "sleep": 0.1}) for key in keys]
+        assert await asyncio.gather(*first) == [1] * 6
+        assert host.stats()["counter"]["commits"] < 6  # turns ready together shared statements
+
+        refused = asyncio.create_task(host.ask("counter", "k2", {"id": "bad\0", "sleep": 0.1}))
+        second = [
+            host.ask("counter", key, {"id": f"{key}-2", "sleep": 0.1})
+            for key in keys
+            if key != "k2"
+        ]
+        assert await asyncio.gather(*second) == [2] * 5
+
+        async def retried() -> bool:
+            return host.hosts["counter"].in_flight == 1  # k2's turn, still retrying
+
+        await eventually(retried, 5, "only the refused turn left")
+        rows = await actor_rows(fast, "counter")
+        assert {key: row["state"]["applied"] for key, row in rows.items()} == {
+            key: [f"{key}-1"] if key == "k2" else [f"{key}-1", f"{key}-2"] for key in keys
+        }
+    finally:
+        await host.close(grace=0.1)
+        if refused is not None:
+            refused.cancel()
+            await asyncio.gather(refused, return_exceptions=True)
