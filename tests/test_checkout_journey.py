@@ -226,6 +226,12 @@ async def test_wechatpay_payment_replayed_fifty_times_applies_once_and_refunds(
     assert await stock_of(product.id) == 5  # fully refunded before shipping: back in stock
     assert (await Member.get(id=member.id)).points == 0
 
+    async def refunds_published() -> bool:
+        kinds = await order_events(shop, shop.app[keys.SETTINGS], order["id"])
+        return kinds.count("order.refunded") == 2 and "order.paid" in kinds
+
+    await eventually(refunds_published, 5, "order.paid and two order.refunded in deer:events")
+
 
 async def _has(wechatpay: FakeWechatPay, number: str) -> bool:
     return number in wechatpay.refunds
@@ -256,6 +262,13 @@ async def test_payment_of_the_wrong_amount_or_a_cancelled_order_changes_nothing(
     assert (await late.json())["code"] == "illegal_transition"
     final = await (await client.get(path, headers=buyer)).json()
     assert (final["status"], final["paid"]) == ("cancelled", 0)
+    settings = client.app[keys.SETTINGS]
+
+    async def cancelled_published() -> bool:
+        kinds = await order_events(client, settings, order["id"])
+        return kinds == ["order.created", "order.cancelled"]
+
+    await eventually(cancelled_published, 5, "order.cancelled in deer:events")
     assert (await Member.get(id=member.id)).points == 0
     unknown = await client.post(f"{path}/pay", json={"provider": "alipay"}, headers=buyer)
     assert unknown.status == 404

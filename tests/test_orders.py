@@ -347,3 +347,31 @@ async def test_product_unchanged_by_a_refused_order(
         before.updated_at,
     )
     assert await StockMovement.filter(product_id=product.id).count() == 0
+
+
+async def test_a_shipped_order_completes_by_itself_after_the_setting(
+    aiohttp_client: Any, make_settings: Any
+) -> None:
+    from deer.app import create_app
+
+    client = await aiohttp_client(create_app(make_settings(order_auto_complete=1.0)))
+    product = await make_product(stock=3)
+    (member,) = await make_members(1)
+    buyer = await token_of(client.app, member)
+    _, order = await place(client, buyer, [(product.id, 1)])
+    await paid_by_dev(client.app, order)
+    user = await make_staff("shipper", ["ops"])
+    ops = await staff_headers(client.app, user.id, "ops")
+    ship = {"carrier": "中通快递", "tracking_no": "ZT7700000001"}
+    shipped = await client.post(f"/api/orders/{order['id']}/ship", json=ship, headers=ops)
+    assert (await shipped.json())["status"] == "shipped"
+
+    async def completed() -> bool:
+        response = await client.get(f"/api/orders/{order['id']}", headers=buyer)
+        return bool((await response.json())["status"] == "completed")
+
+    await eventually(completed, 15, "the auto-complete reminder completes the order")
+    final = await (await client.get(f"/api/orders/{order['id']}", headers=buyer)).json()
+    assert "completed_at" in final["times"]
+    late = await client.post(f"/api/orders/{order['id']}/confirm", json={}, headers=buyer)
+    assert (await late.json())["error"]["code"] == "illegal_transition"
