@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import random
 import sys
@@ -225,21 +226,24 @@ def summary(values: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-async def load(args: argparse.Namespace, base: str, database_url: str) -> dict[str, Any]:
+async def load(args: argparse.Namespace, bases: list[str], database_url: str) -> dict[str, Any]:
+    """Every buyer talks to one server, the buyers spread evenly over the servers."""
     products, mobiles = await seed(database_url, args.products, args.buyers)
     connector = aiohttp.TCPConnector(limit=args.buyers + 10)
     async with aiohttp.ClientSession(connector=connector) as session:
-        tokens = await sign_in(session, base, mobiles)
+        tokens = await sign_in(session, bases[0], mobiles)
+        served = [(bases[index % len(bases)], token) for index, token in enumerate(tokens)]
+        pay = not args.no_pay
         warm = Timings()
         warm_until = time.monotonic() + args.warmup
         await asyncio.gather(
-            *(buyer(session, base, t, products, warm_until, not args.no_pay, warm) for t in tokens)
+            *(buyer(session, b, t, products, warm_until, pay, warm) for b, t in served)
         )
         timings = Timings()
         began = time.monotonic()
         until = began + args.duration
         await asyncio.gather(
-            *(buyer(session, base, t, products, until, not args.no_pay, timings) for t in tokens)
+            *(buyer(session, b, t, products, until, pay, timings) for b, t in served)
         )
         seconds = time.monotonic() - began
     timings.order_ids += warm.order_ids
@@ -254,23 +258,29 @@ async def load(args: argparse.Namespace, base: str, database_url: str) -> dict[s
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    port = free_port()
+    namespace = f"bench-checkout-{uuid.uuid4().hex[:8]}"
     with (
         tempfile.TemporaryDirectory(prefix="deer-checkout-") as folder,
         bench_database(args.database_url, DATABASE) as database_url,
+        contextlib.ExitStack() as servers,
     ):
         work = Path(folder)
-        env = deer_env(port, database_url, args.redis_url, work / "data", "WARNING") | {
-            "DEER_ENV": "development",
-            "DEER_REDIS_NAMESPACE": f"bench-checkout-{uuid.uuid4().hex[:8]}",
-            "DEER_DB_POOL_MAX": str(args.pool),
-        }
-        command = [sys.executable, str(ROOT / "run.py"), "serve"]
-        log = work / "serve.log"
-        with serving(command, env, port, "/readyz", log):
-            result = run_async(load(args, f"http://{HOST}:{port}", database_url))
+        bases = []
+        for index in range(args.servers):  # one after the other: the first migrates
+            port = free_port()
+            env = deer_env(port, database_url, args.redis_url, work / "data", "WARNING") | {
+                "DEER_ENV": "development",
+                "DEER_REDIS_NAMESPACE": namespace,
+                "DEER_DB_POOL_MAX": str(args.pool),
+            }
+            command = [sys.executable, str(ROOT / "run.py"), "serve"]
+            log = work / f"serve-{index}.log"
+            servers.enter_context(serving(command, env, port, "/readyz", log))
+            bases.append(f"http://{HOST}:{port}")
+        result = run_async(load(args, bases, database_url))
     result["machine"] = machine()
     result["buyers"] = args.buyers
+    result["servers"] = args.servers
     result["products"] = args.products
     result["date"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     return result
@@ -282,6 +292,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--buyers", type=int, default=200, help="concurrent buyers (members)")
     parser.add_argument("--products", type=int, default=20, help="products on sale")
+    parser.add_argument("--servers", type=int, default=1, help="`run.py serve` processes")
     parser.add_argument("--duration", type=float, default=15.0, help="seconds measured")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
     parser.add_argument("--no-pay", action="store_true", help="only place orders")
