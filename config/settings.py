@@ -108,6 +108,9 @@ class Settings(BaseSettings):
     actor_max_attempts: int = Field(default=5, ge=1, le=100)  # failures before a dead letter
     actor_ask_timeout: float = Field(default=5.0, gt=0, le=3600)  # seconds
     actor_outcome_ttl: int = Field(default=24 * 3600, ge=1, le=30 * 24 * 3600)  # seconds
+    # Relay the transactional outbox to deer:events from this process (one relay works at a
+    # time across processes); off for a process that should leave it to others.
+    outbox_relay: bool = True
     actor_idle_timeout: float = Field(default=300.0, gt=0, le=24 * 3600)  # passivation, seconds
     # Entries a partition stream may hold (unread plus unacknowledged, trimmed every renewal)
     # before tell/ask refuse with 503 actors_overloaded: the bound on Redis memory per stream.

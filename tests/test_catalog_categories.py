@@ -20,6 +20,9 @@ from tests.catalog_helpers import (
     shopper,
 )
 
+# Outbox rows stay until the test relays them: no relay runs in the app.
+pytestmark = pytest.mark.manual_outbox_relay
+
 
 def names(nodes: list[dict[str, Any]]) -> list[Any]:
     """The tree as nested (name, children) pairs."""

@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from tests.auth_helpers import call
 from tests.catalog_helpers import (
     Client,
@@ -17,6 +19,9 @@ from tests.catalog_helpers import (
     outbox_rows,
     relayed_events,
 )
+
+# Outbox rows stay until the test relays them: no relay runs in the app.
+pytestmark = pytest.mark.manual_outbox_relay
 
 
 async def test_every_write_emits_exactly_one_event(client: Client) -> None:

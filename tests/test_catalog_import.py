@@ -25,6 +25,9 @@ from tests.catalog_helpers import (
     relayed_events,
 )
 
+# Outbox rows stay until the test relays them: no relay runs in the app.
+pytestmark = pytest.mark.manual_outbox_relay
+
 SHANGHAI = dt.timezone(dt.timedelta(hours=8))
 
 CSV_ROWS = [

@@ -7,10 +7,15 @@ import asyncio
 import datetime as dt
 from typing import Any
 
+import pytest
+
 from deer.accounts.models import AuditLog
 from deer.catalog.models import Product, StockMovement
 from tests.auth_helpers import call, error_code, field_paths, staff_token
 from tests.catalog_helpers import Client, catalog_state, make_category, make_product, ops
+
+# Outbox rows stay until the test relays them: no relay runs in the app.
+pytestmark = pytest.mark.manual_outbox_relay
 
 
 def stock_path(product_id: int) -> str:
