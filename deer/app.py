@@ -60,9 +60,10 @@ async def actors_context(app: web.Application) -> AsyncIterator[None]:
     With Redis or PostgreSQL down at start, the app still starts (readiness says which is
     down) and the runtime keeps trying in the background.
     """
+    settings = app[keys.SETTINGS]
     refunds = ProviderRefunds(lambda: app[keys.PAYMENTS])
     runtime = Runtime(
-        app[keys.SETTINGS], app[keys.REDIS], entity_actors(app[keys.SETTINGS], refunds)
+        settings, app[keys.REDIS], entity_actors(settings, refunds), relay=settings.outbox_relay
     )
     app[keys.ACTORS] = runtime
     if keys.PAYMENT_SINK not in app:  # tests may set their own before start

@@ -6,11 +6,10 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp.test_utils import TestClient
 
-from actors.outbox import RELAY_LOCK, OutboxRelay, events_key
+from actors.outbox import OutboxRelay, events_key
 from deer import keys
 from deer.accounts.models import AuditLog
 from deer.catalog.models import Category, Product, ProductStatus, StockMovement
@@ -67,22 +66,12 @@ async def outbox_rows() -> list[dict[str, Any]]:
     return await ActorOutbox.all().order_by("id").values("kind", "key", "message_id")
 
 
-# The connection holding the relay's advisory lock during a `manual_outbox_relay` test.
-RELAY_HOLDER: list[asyncpg.Connection] = []
-
-
 async def relayed_events(client: Client) -> list[dict[str, Any]]:
     """Relay the outbox to `deer:events` and answer every product event on the stream."""
     app = client.app
     relay = OutboxRelay(app[keys.SETTINGS], app[keys.REDIS])
-    for holder in RELAY_HOLDER:  # lend the lock to this relay, then take it back
-        await holder.execute("SELECT pg_advisory_unlock($1)", RELAY_LOCK)
-    try:
-        while await relay.relay_once():
-            pass
-    finally:
-        for holder in RELAY_HOLDER:
-            await holder.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK)
+    while await relay.relay_once():
+        pass
     entries = await app[keys.REDIS].xrange(events_key(app[keys.SETTINGS]))
     found = []
     for _, entry in entries:

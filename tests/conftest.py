@@ -149,31 +149,6 @@ def make_settings(settings: Settings) -> Any:
     return make
 
 
-@pytest.fixture(autouse=True)
-async def _relay_held(
-    request: pytest.FixtureRequest, base_settings: Settings
-) -> AsyncIterator[None]:
-    """For `manual_outbox_relay` tests: hold the relay's advisory lock, so no outbox relay
-    in this database (another process's, or an app this session left running) takes rows
-    while the test counts them; `tests.catalog_helpers.relayed_events` lends it out."""
-    if not request.node.get_closest_marker("manual_outbox_relay"):
-        yield
-        return
-    from actors.outbox import RELAY_LOCK
-    from tests import catalog_helpers
-
-    assert base_settings.database_url is not None
-    url = asyncpg_url(base_settings.database_url.get_secret_value())
-    connection = await asyncpg.connect(url)
-    await connection.execute("SELECT pg_advisory_lock($1)", RELAY_LOCK)
-    catalog_helpers.RELAY_HOLDER.append(connection)
-    try:
-        yield
-    finally:
-        catalog_helpers.RELAY_HOLDER.remove(connection)
-        await connection.close()
-
-
 @pytest.fixture
 def app(settings: Settings, request: pytest.FixtureRequest) -> web.Application:
     if request.node.get_closest_marker("manual_outbox_relay"):  # the test relays it itself
