@@ -210,7 +210,7 @@ class OrderActor(Actor):
             state=created,
             reply={"order": created, "applied": True},
             events=[_event("order.created", created, at)],
-            reminders=[Reminder(expires, {"op": "expire", "at": 0}, PAYMENT_TIMEOUT)],
+            reminders=[Reminder(expires, _due("expire", expires), PAYMENT_TIMEOUT)],
         )
 
     # --- before payment -----------------------------------------------------------------
@@ -223,8 +223,7 @@ class OrderActor(Actor):
         """The payment timeout's reminder: cancels an order still unpaid, else nothing."""
         if state["status"] != Status.PENDING_PAYMENT:
             return _same(state)
-        at = int(command.get("at") or 0) or int(time.time() * 1000)
-        return await self._cancelled(state, {**command, "at": at}, by="timeout")
+        return await self._cancelled(state, command, by="timeout")
 
     async def _cancelled(self, state: JsonObject, command: JsonObject, *, by: str) -> Outcome:
         at = int(command["at"])
@@ -300,7 +299,7 @@ class OrderActor(Actor):
             state=shipped,
             reply={"order": shipped, "applied": True},
             events=[_event("order.shipped", shipped, at)],
-            reminders=[Reminder(completes, {"op": "auto_complete", "at": 0}, AUTO_COMPLETE)],
+            reminders=[Reminder(completes, _due("auto_complete", completes), AUTO_COMPLETE)],
         )
 
     async def _confirm(self, state: JsonObject, command: JsonObject) -> Outcome:
@@ -310,7 +309,7 @@ class OrderActor(Actor):
     async def _auto_complete(self, state: JsonObject, command: JsonObject) -> Outcome:
         if state["status"] != Status.SHIPPED:
             return _same(state)
-        return self._completed(state, int(time.time() * 1000), by="auto")
+        return self._completed(state, int(command["at"]), by="auto")
 
     def _completed(self, state: JsonObject, at: int, *, by: str) -> Outcome:
         completed = {
@@ -462,6 +461,11 @@ class OrderActor(Actor):
             events=[_event("order.refund_failed", failed, at, refund_no=refund["no"])],
             cancel_reminders=[_submit_id(refund["no"])],
         )
+
+
+def _due(op: str, at: float) -> JsonObject:
+    """A reminder's command: it carries the time it is due as its `at`, like a sender's."""
+    return {"op": op, "at": int(at * 1000)}
 
 
 def _same(state: JsonObject) -> Outcome:

@@ -200,11 +200,10 @@ async def _visible(request: web.Request) -> JsonObject:
     return order
 
 
-def _idempotency_key(request: web.Request, *, required: bool) -> str | None:
+def _idempotency_key(request: web.Request) -> str | None:
+    """The request's Idempotency-Key, if it sent one; a malformed one is refused."""
     key = request.headers.get("Idempotency-Key")
-    if key is None and not required:
-        return None
-    if key is None or not IDEMPOTENCY_KEY.fullmatch(key):
+    if key is not None and not IDEMPOTENCY_KEY.fullmatch(key):
         raise IdempotencyKeyRequired()
     return key
 
@@ -219,8 +218,9 @@ def _idempotency_key(request: web.Request, *, required: bool) -> str | None:
     errors=(400, 404, 409, 504),
 )
 async def place_order(request: web.Request, body: PlaceOrder) -> OrderOut:
-    key = _idempotency_key(request, required=True)
-    assert key is not None
+    key = _idempotency_key(request)
+    if key is None:
+        raise IdempotencyKeyRequired()
     member_id = principal_of(request).id
     fingerprint = orders.body_hash(body.model_dump(mode="json"))
     order_id = await orders.order_id_for(member_id, key, fingerprint)
@@ -386,7 +386,7 @@ async def ship_order(request: web.Request, body: ShipBody) -> OrderOut:
 )
 async def refund_order(request: web.Request, body: RefundBody) -> OrderOut:
     order = await _visible(request)
-    key = _idempotency_key(request, required=False)
+    key = _idempotency_key(request)
     number = orders.refund_number(order, key)
     changed = await orders.command(
         request.app[keys.ACTORS],
