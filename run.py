@@ -70,9 +70,11 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     if settings.migrate_at_start:
         loop.run_until_complete(migrate(settings))
     log.info("deer listening on http://%s:%d", settings.host, settings.port)
+    app = create_app(settings)
+    app.on_startup.append(_settle_heap)  # after every resource opened (cleanup contexts first)
     try:
         web.run_app(
-            create_app(settings),
+            app,
             host=settings.host,
             port=settings.port,
             loop=loop,
@@ -93,6 +95,12 @@ def serve(settings: Settings, args: argparse.Namespace) -> int:
     finally:
         _stop_on_sigterm()  # run_app removed its handlers; keep shutdown of engines clean
     return 0
+
+
+async def _settle_heap(_app: object) -> None:
+    from deer.heap import settle_heap
+
+    settle_heap()
 
 
 def worker_command(settings: Settings, args: argparse.Namespace) -> int:

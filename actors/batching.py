@@ -3,7 +3,10 @@
 
 A lone submission is flushed at once (alone, after one turn of the event loop), so a light
 load pays no added latency; under load the batches grow by themselves to what arrived during
-one flush, which is where round trips are saved.
+one flush, which is where round trips are saved. Up to `concurrency` batches are flushed at
+the same time: a submission that finds them all in flight waits for the first to finish; one
+that finds room starts a batch at once instead of waiting behind one (for a commit: its WAL
+flush).
 """
 
 from __future__ import annotations
@@ -20,18 +23,20 @@ Flush = Callable[[list[Item]], Awaitable[Sequence[Result | BaseException]]]
 
 
 class GroupCommit(Generic[Item, Result]):
-    """Flushes submitted items in batches of at most `limit`, one batch at a time.
+    """Flushes submitted items in batches of at most `limit`, up to `concurrency` batches at
+    a time.
 
     `flush(items)` answers per item, in order, its result or the exception to raise in its
     submitter; an exception out of `flush` itself fails the whole batch. A submitter that was
     cancelled before its batch was taken is left out of it.
     """
 
-    def __init__(self, flush: Flush[Item, Result], *, limit: int) -> None:
+    def __init__(self, flush: Flush[Item, Result], *, limit: int, concurrency: int = 1) -> None:
         self._flush = flush
         self._limit = limit
+        self._concurrency = concurrency
         self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def waiting(self) -> int:
@@ -41,16 +46,18 @@ class GroupCommit(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if self._task is None:
-            self._task = asyncio.create_task(self._run())
+        if len(self._tasks) < self._concurrency:
+            task = asyncio.create_task(self._run())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         return await future
 
     async def close(self) -> None:
         """Stop flushing; items not flushed yet fail with `CancelledError` in their submitters."""
-        task = self._task
-        if task is not None:
+        tasks = list(self._tasks)
+        for task in tasks:
             task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._fail(list(self._queue))
         self._queue.clear()
 
@@ -82,8 +89,6 @@ class GroupCommit(Generic[Item, Result]):
         except BaseException:
             self._fail(batch)
             raise
-        finally:
-            self._task = None
 
     @staticmethod
     def _fail(batch: Sequence[tuple[object, asyncio.Future[Result]]]) -> None:

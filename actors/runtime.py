@@ -127,6 +127,30 @@ return out
 """
 
 
+# After a batch of turns committed: store each outcome (with its TTL), publish it to the
+# process that asked, acknowledge the entries; one step, one reply to parse.
+# KEYS: the outcome key of each entry (N of them), then the stream of each partition.
+# ARGV: the TTL, the group, N, then per entry its outcome ('': none to store) and reply channel
+# ('': nobody waits), then per stream the number of its entries and their ids.
+FINISH: Final = """
+local n = tonumber(ARGV[3])
+for i = 1, n do
+  local outcome, channel = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  if outcome ~= '' then
+    redis.call('SET', KEYS[i], outcome, 'EX', ARGV[1])
+    if channel ~= '' then redis.call('PUBLISH', channel, outcome) end
+  end
+end
+local at = 4 + 2 * n
+for k = n + 1, #KEYS do
+  local count = tonumber(ARGV[at])
+  redis.call('XACK', KEYS[k], ARGV[2], unpack(ARGV, at + 1, at + count))
+  at = at + count + 1
+end
+return n
+"""
+
+
 def stream_key(settings: Settings, kind: str, partition: int) -> str:
     return key(settings, "actors", kind, partition)
 
@@ -286,6 +310,7 @@ class KindHost:
         self.leases = Leases(self.settings, self.redis, self.kind, self.owner)
         self.owned: dict[int, Held] = {}  # partition -> our acquisition
         self.reading: set[int] = set()  # owned partitions whose new entries we read
+        self._seen: dict[int, str] = {}  # partition -> the last entry id read (or its tail)
         self.cells: dict[int, dict[str, Cell]] = {}
         self.stats = HostStats()
         self._turns = runtime.turns
@@ -294,8 +319,14 @@ class KindHost:
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
-        self._commits = GroupCommit[Ready, int](self._commit_batch, limit=COMMIT_BATCH)
-        self._loads = GroupCommit[str, store.Stored | None](self._load_batch, limit=COMMIT_BATCH)
+        in_flight = self.settings.actor_commits_in_flight
+        self._finish_script = runtime.redis.register_script(FINISH)
+        self._commits = GroupCommit[Ready, int](
+            self._commit_batch, limit=COMMIT_BATCH, concurrency=in_flight
+        )
+        self._loads = GroupCommit[str, store.Stored | None](
+            self._load_batch, limit=COMMIT_BATCH, concurrency=in_flight
+        )
         self._stopping = False
         self._wake_ms = min(WAKE_BLOCK_MS, int(self.settings.actor_lease_renew * 1000))
         # A graceful release may wait this long without risking the other leases' renewal.
@@ -419,6 +450,7 @@ class KindHost:
             cursor = _text(cursor_raw)
             if cursor == "0-0":
                 break
+        self._seen.pop(partition, None)  # read it whole first
         self.reading.add(partition)
         log.info("actor kind %s: partition %d taken, fence %d", self.kind, partition, fence)
 
@@ -454,6 +486,7 @@ class KindHost:
         """Forget a partition at once: its actors leave memory, their entries stay pending."""
         self.owned.pop(partition, None)
         self.reading.discard(partition)
+        self._seen.pop(partition, None)
         for cell in self.cells.pop(partition, {}).values():
             self._done(len(cell.mailbox))
             cell.mailbox.clear()
@@ -461,30 +494,52 @@ class KindHost:
     # --- reading and routing ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
+        """Read what is new, then wait for more with one `XREAD BLOCK` over the partitions read:
+        it answers the streams with news, and only those are read next (a full pass after a
+        wait with no news, and for partitions just taken over)."""
         backoff = HANDLE_BACKOFF
+        news: set[int] | None = None  # None: every partition read
         while not self._stopping:
             while self._in_flight >= self._max_in_flight:
                 self._room.clear()
                 await self._room.wait()
             try:
-                idle = await self._read_once()
+                await self._read_once(news)
+                news = await self._wait_for_news()
                 backoff = HANDLE_BACKOFF
             except Exception:
                 log.exception("actor kind %s: read failed", self.kind)
+                news = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
-                continue
-            if idle is not None:
-                if idle:
-                    await self.redis.xread(idle, count=1, block=self._wake_ms)
-                else:
-                    await asyncio.sleep(self._wake_ms / 1000)
 
-    async def _read_once(self) -> dict[Any, Any] | None:
-        """Route what is new; None when something was, else the streams to wait on."""
-        holds = {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
+    async def _wait_for_news(self) -> set[int] | None:
+        """The partitions with entries after the last one seen (None: look at all of them)."""
+        partitions = sorted(self.reading)
+        if not partitions:
+            await asyncio.sleep(self._wake_ms / 1000)
+            return None
+        if any(partition not in self._seen for partition in partitions):
+            return None
+        streams = {self._stream(partition): self._seen[partition] for partition in partitions}
+        found = await self.redis.xread(streams, count=1, block=self._wake_ms)  # type: ignore[arg-type]
+        if not found:
+            return None
+        named = dict(zip(streams, partitions, strict=True))
+        if isinstance(found, dict):  # RESP3: {stream: [entries]}
+            return {named[_text(stream)] for stream in found}
+        return {named[_text(stream)] for stream, _ in found}
+
+    async def _read_once(self, news: set[int] | None) -> None:
+        """Route the new entries of the partitions in `news` (None: of all read), in one fenced
+        read; remember the last id seen of each."""
+        holds = {
+            p: self.owned[p]
+            for p in sorted(self.reading)
+            if p in self.owned and (news is None or p in news)
+        }
         if not holds:
-            return {}
+            return
         room = max(1, min(READ_BATCH, (self._max_in_flight - self._in_flight) // len(holds)))
         keys: list[str] = []
         values: list[str] = []
@@ -494,8 +549,6 @@ class KindHost:
         replies = await self.redis.eval(
             FENCED_READ, len(keys), *keys, self.kind, self.owner, room, *values
         )
-        idle: dict[Any, Any] = {}
-        routed = False
         for (partition, held), reply in zip(holds.items(), replies, strict=True):
             status = int(reply[0])
             if status == 0:
@@ -503,15 +556,14 @@ class KindHost:
                     log.warning("actor kind %s: lease on %d gone at read", self.kind, partition)
                     self._lose(partition)
             elif status == 1:
-                routed = True
                 if self.owned.get(partition) is held and partition in self.reading:
                     for message_id, flat in reply[1]:
                         fields = dict(zip(flat[::2], flat[1::2], strict=True))
                         self._route(Entry.parse(partition, message_id, fields))
                 # else: left pending in the group; the next owner claims it on takeover
+                self._seen[partition] = _text(reply[1][-1][0])
             else:
-                idle[self._stream(partition)] = reply[1]
-        return None if routed else idle
+                self._seen[partition] = _text(reply[1])
 
     async def _reminder_loop(self) -> None:
         pause = min(REMINDER_POLL, self.settings.actor_lease_renew)
@@ -771,12 +823,15 @@ class KindHost:
         )
 
     async def _finish(self, done: Sequence[Done]) -> None:
-        """After the commit: schedule or cancel the turns' reminders, store and send the
-        outcomes, acknowledge the entries, in one round trip. With reminders this is one MULTI:
-        a reminder is never scheduled again by a redelivery after it fired."""
-        transaction = any(item.schedule or item.cancel for item in done)
-        acks: dict[int, list[str]] = {}
-        async with self.redis.pipeline(transaction=transaction) as pipe:
+        """After the commit: store and send the outcomes, acknowledge the entries, in one
+        script (`FINISH`). With reminders to schedule or cancel, or redelivery counts to drop,
+        those go first in one MULTI with it: a reminder is never scheduled again by a
+        redelivery after it fired."""
+        keys, args = self._finish_arguments(done)
+        if not any(item.schedule or item.cancel or item.entry.starts for item in done):
+            await self._finish_script(keys=keys, args=args)
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
             for item in done:
                 entry = item.entry
                 if item.schedule or item.cancel:
@@ -785,19 +840,27 @@ class KindHost:
                     pipe.hdel(
                         starts_key(self.settings, self.kind, entry.partition), entry.message_id
                     )
-                if item.result is not None:
-                    payload = encode_result(item.result)
-                    pipe.set(
-                        outcome_key(self.settings, item.result.command_id),
-                        payload,
-                        ex=self.settings.actor_outcome_ttl,
-                    )
-                    if entry.reply_to:
-                        pipe.publish(reply_channel(self.settings, entry.reply_to), payload)
-                acks.setdefault(entry.partition, []).append(entry.message_id)
-            for partition, message_ids in acks.items():
-                pipe.xack(self._stream(partition), self.kind, *message_ids)
+            pipe.eval(FINISH, len(keys), *keys, *args)
             await pipe.execute()
+
+    def _finish_arguments(self, done: Sequence[Done]) -> tuple[list[str], list[Any]]:
+        """`FINISH`'s keys and arguments for the entries of `done`."""
+        keys: list[str] = []
+        args: list[Any] = [self.settings.actor_outcome_ttl, self.kind, len(done)]
+        acks: dict[int, list[str]] = {}
+        for item in done:
+            entry = item.entry
+            keys.append(outcome_key(self.settings, entry.command_id))
+            if item.result is None:
+                args += ["", ""]
+            else:
+                channel = reply_channel(self.settings, entry.reply_to) if entry.reply_to else ""
+                args += [encode_result(item.result), channel]
+            acks.setdefault(entry.partition, []).append(entry.message_id)
+        for partition, message_ids in acks.items():
+            keys.append(self._stream(partition))
+            args += [len(message_ids), *message_ids]
+        return keys, args
 
     def _remind(
         self,

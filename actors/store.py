@@ -8,7 +8,6 @@ from typing import Any, Final
 
 import orjson
 from tortoise import connections
-from tortoise.transactions import in_transaction
 
 from actors.base import ActorError, JsonObject, StaleOwner, VersionConflict
 
@@ -37,9 +36,12 @@ def _decoded(value: Any) -> Any:
 async def load(kind: str, keys: Sequence[str]) -> dict[str, Stored]:
     """The committed state of the actors of `kind` among `keys` that have one, by key."""
     # One statement, no explicit transaction: BEGIN and COMMIT would be two more round trips.
+    # One unique-index lookup per key (the LIMIT keeps the lateral from becoming a join the
+    # planner could turn into a scan of the whole kind while the table has no statistics yet).
     rows = await connections.get(CONNECTION).execute_query_dict(
-        "SELECT key, state, last_message_id, last_command_id, last_reply, version"
-        " FROM actor_state WHERE kind = $1 AND key = ANY($2::text[])",
+        "SELECT s.* FROM unnest($2::text[]) AS wanted (key), LATERAL ("
+        " SELECT key, state, last_message_id, last_command_id, last_reply, version"
+        " FROM actor_state WHERE kind = $1 AND key = wanted.key LIMIT 1) AS s",
         [kind, list(keys)],
     )
     return {
@@ -58,18 +60,14 @@ async def record_token(kind: str, partition: int, token: int) -> int:
     """Raise the partition's fencing token above every earlier one; the token to commit with.
 
     PostgreSQL is the authority: the result is `max(stored + 1, token)`, so tokens keep growing
-    even if Redis lost its counter. The row lock this takes waits for commits of the previous
-    owner still in progress; every commit after it sees the new token.
+    even if Redis lost its counter. `deer_record_token` (migration 0005) takes the partition's
+    fencing lock exclusively: it waits for the previous owner's commits in flight, and every
+    commit after it sees the new token.
     """
-    async with in_transaction(CONNECTION) as connection:
-        rows = await connection.execute_query_dict(
-            "INSERT INTO actor_partition (kind, partition, fencing_token, acquired_at)"
-            " VALUES ($1, $2, $3, now()) ON CONFLICT (kind, partition) DO UPDATE"
-            " SET fencing_token = GREATEST(actor_partition.fencing_token + 1,"
-            " EXCLUDED.fencing_token), acquired_at = now() RETURNING fencing_token",
-            [kind, partition, token],
-        )
-    fence: int = rows[0]["fencing_token"]
+    rows = await connections.get(CONNECTION).execute_query_dict(
+        "SELECT deer_record_token($1, $2, $3) AS fence", [kind, partition, token]
+    )
+    fence: int = rows[0]["fence"]
     return fence
 
 
@@ -91,60 +89,17 @@ class Turn:
 
 
 # The commit of a batch of turns is one statement, so one round trip and no explicit
-# transaction (a single statement is atomic): the fencing check (`FOR SHARE` on the rows of
-# the batch's partitions, which waits for a `record_token` in progress and then sees its
-# token), the state writes (a turn's only if its token is still its partition's, and only at
-# the version it read), and the events (a turn's only if its state was written, in order).
-# Per turn, in order, it answers the partition's token and the new version: a token other
-# than the turn's is a stale owner (nothing written), no version with its token a stale copy.
-# Two turns of one key in a batch pass the fencing check at most once: only the current owner
-# of a partition has its token, and it runs one turn per actor at a time.
-COMMIT_TURNS: Final = """
-WITH turn AS (
-  SELECT * FROM unnest($2::int[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[],
-                       $8::text[], $9::bigint[], $10::text[])
-    WITH ORDINALITY AS t(partition, token, key, state, message_id, command_id, reply, version,
-                         events, n)
-),
-fence AS (
-  SELECT partition, fencing_token FROM actor_partition
-  WHERE kind = $1 AND partition = ANY($2::int[]) FOR SHARE
-),
-fenced AS (
-  SELECT turn.* FROM turn JOIN fence USING (partition) WHERE fence.fencing_token = turn.token
-),
-updated AS (
-  UPDATE actor_state AS s SET state = f.state::jsonb, last_message_id = f.message_id,
-    last_command_id = f.command_id, last_reply = f.reply::jsonb, version = s.version + 1,
-    updated_at = now()
-  FROM fenced AS f
-  WHERE f.version > 0 AND s.kind = $1 AND s.key = f.key AND s.version = f.version
-  RETURNING f.n, s.version
-),
-inserted AS (
-  INSERT INTO actor_state (kind, key, state, last_message_id, last_command_id, last_reply,
-                           version, updated_at)
-  SELECT $1, f.key, f.state::jsonb, f.message_id, f.command_id, f.reply::jsonb, 1, now()
-  FROM fenced AS f WHERE f.version = 0
-  ON CONFLICT (kind, key) DO NOTHING
-  RETURNING key, version
-),
-written AS (
-  SELECT n, version FROM updated
-  UNION ALL
-  SELECT f.n, i.version FROM inserted AS i JOIN fenced AS f ON f.key = i.key AND f.version = 0
-),
-events AS (
-  INSERT INTO actor_outbox (kind, key, message_id, event, created_at)
-  SELECT $1, f.key, f.message_id, e.event, now()
-  FROM fenced AS f JOIN written USING (n),
-    jsonb_array_elements(f.events::jsonb) WITH ORDINALITY AS e(event, place)
-  ORDER BY f.n, e.place
+# transaction (a single statement is atomic): `deer_commit_turns` (migration 0005) takes the
+# fencing locks of the batch's partitions shared, then per turn, in order, writes its state
+# (only if its token is still its partition's, and only at the version it read) and its events
+# (only if its state was written). It answers per turn the partition's token and the new
+# version: a token other than the turn's is a stale owner (nothing written), no version with
+# its token a stale copy. Two turns of one key in a batch pass the fencing check at most once:
+# only the current owner of a partition has its token, and it runs one turn per actor at a time.
+COMMIT_TURNS: Final = (
+    "SELECT fence, written FROM deer_commit_turns($1, $2::int[], $3::bigint[], $4::text[],"
+    " $5::text[], $6::text[], $7::text[], $8::text[], $9::bigint[], $10::text[])"
 )
-SELECT fence.fencing_token AS fence, written.version
-FROM turn LEFT JOIN fence USING (partition) LEFT JOIN written USING (n)
-ORDER BY turn.n
-"""
 
 
 async def commit_turns(kind: str, turns: Sequence[Turn]) -> list[int | ActorError]:
@@ -171,12 +126,12 @@ async def commit_turns(kind: str, turns: Sequence[Turn]) -> list[int | ActorErro
     for turn, row in zip(turns, rows, strict=True):
         if row["fence"] != turn.token:
             results.append(StaleOwner(kind, turn.partition, turn.token))
-        elif row["version"] is None:
+        elif row["written"] is None:
             results.append(
                 VersionConflict(f"{kind}/{turn.key} is no longer at version {turn.version}")
             )
         else:
-            results.append(int(row["version"]))
+            results.append(int(row["written"]))
     return results
 
 

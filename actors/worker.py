@@ -10,6 +10,7 @@ from actors.base import Actor
 from actors.runtime import Runtime, actor_runtime
 from config.settings import Settings
 from deer import cache, db
+from deer.heap import settle_heap
 
 
 async def run_worker(
@@ -17,7 +18,8 @@ async def run_worker(
     actors: Sequence[Actor],
     on_ready: Callable[[Runtime], None] | None = None,
 ) -> None:
-    """Host `actors` until SIGINT or SIGTERM, then drain and release the leases."""
+    """Host `actors` until SIGINT or SIGTERM, then drain and release the leases (a process of
+    its own: the heap is frozen once started, `deer.heap`)."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -28,6 +30,7 @@ async def run_worker(
             cache.redis_client(settings) as redis,
             actor_runtime(settings, redis, actors) as runtime,
         ):
+            settle_heap()
             if on_ready is not None:
                 on_ready(runtime)
             await stop.wait()

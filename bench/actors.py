@@ -49,6 +49,7 @@ from actors.leases import lease_key
 from actors.runtime import Runtime, encode_result
 from config.settings import Settings, load_settings
 from deer.cache import create_redis, key
+from run import run_async
 
 ROOT: Final = Path(__file__).resolve().parent.parent
 POSTGRES_SERVER: Final = "postgresql://postgres@127.0.0.1:5432"
@@ -151,9 +152,9 @@ def child_main(role: str, share: str) -> int:
 
     settings = load_settings()
     if role == "ceiling":
-        asyncio.run(serve_ceiling(settings, [int(part) for part in share.split(",")]))
+        run_async(serve_ceiling(settings, [int(part) for part in share.split(",")]))
     else:
-        asyncio.run(run_worker(settings, [Echo()], lambda _: print("ready", flush=True)))
+        run_async(run_worker(settings, [Echo()], lambda _: print("ready", flush=True)))
     return 0
 
 
@@ -468,6 +469,18 @@ async def admin(sql: str) -> None:
         await connection.close()
 
 
+async def measure_ceiling(
+    settings: Settings, redis: Redis, processes: int, args: argparse.Namespace
+) -> list[Load]:
+    ceiling = CeilingClient(settings, redis)
+    await ceiling.start()
+    try:
+        async with children(settings, "ceiling", processes) as servers:
+            return await measure("Redis ceiling", servers, ceiling.ask, args, settings, redis)
+    finally:
+        await ceiling.close()
+
+
 async def run(args: argparse.Namespace) -> None:
     from deer import db
 
@@ -480,20 +493,13 @@ async def run(args: argparse.Namespace) -> None:
     loads: list[Load] = []
     mem: dict[str, float] | None = None
     try:
-        for processes in (1, 2) if args.loads else ():
-            ceiling = CeilingClient(settings, redis)
-            await ceiling.start()
-            try:
-                async with children(settings, "ceiling", processes) as servers:
-                    loads += await measure(
-                        "Redis ceiling", servers, ceiling.ask, args, settings, redis
-                    )
-            finally:
-                await ceiling.close()
+        for processes in args.processes if args.loads else ():
+            if not args.skip_ceiling:
+                loads += await measure_ceiling(settings, redis, processes, args)
             sender = Runtime(settings, redis)
             await sender.start()
             try:
-                async with children(settings, "worker", processes) as servers:
+                async with children(settings, "worker", processes, **args.worker_env) as servers:
                     loads += await measure(
                         "actor ask", servers, asker(sender), args, settings, redis
                     )
@@ -539,9 +545,10 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
         (load.processes, load.mode): load.rate for load in loads if load.target != "actor ask"
     }
     for load in loads:
+        ceiling = ceilings.get((load.processes, "peak"))
         ratio = (
-            f"{load.rate / ceilings[(load.processes, 'peak')]:.0%}"
-            if load.target == "actor ask" and load.mode == "peak"
+            f"{load.rate / ceiling:.0%}"
+            if ceiling and load.target == "actor ask" and load.mode == "peak"
             else ""
         )
         parts = [load.cpu_per_ask(part) for part in CPU_PARTS]
@@ -572,6 +579,20 @@ def main() -> int:
     parser.add_argument(
         "--no-loads", dest="loads", action="store_false", help="only the memory check"
     )
+    parser.add_argument(
+        "--processes",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[1, 2],
+        help="server processes per load, in turn (default 1,2)",
+    )
+    parser.add_argument(
+        "--worker-env",
+        action="append",
+        default=[],
+        metavar="DEER_NAME=VALUE",
+        help="a setting for the actor workers (repeatable)",
+    )
+    parser.add_argument("--skip-ceiling", action="store_true", help="measure the actors only")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
     parser.add_argument(
         "--database", default=BENCH_DATABASE, help="made, migrated and dropped by the run"
@@ -579,9 +600,10 @@ def main() -> int:
     parser.add_argument("--role", choices=["ceiling", "worker"], help=argparse.SUPPRESS)
     parser.add_argument("--share", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    args.worker_env = dict(item.split("=", 1) for item in args.worker_env)
     if args.role is not None:
         return child_main(args.role, args.share)
-    asyncio.run(run(args))
+    run_async(run(args))
     return 0
 
 

@@ -48,6 +48,41 @@ async def test_what_arrives_during_a_flush_goes_in_the_next_batch() -> None:
     assert isinstance(done[1], ValueError)
 
 
+async def test_batches_in_flight_up_to_the_concurrency() -> None:
+    """With room for two flushes, a submission does not wait behind the one in flight; with
+    both in flight, what arrives waits and goes in one batch after the first to finish."""
+    batches: list[list[int]] = []
+    releases = [asyncio.Event() for _ in range(3)]
+
+    async def flush(items: list[int]) -> Sequence[int | BaseException]:
+        index = len(batches)
+        batches.append(items)
+        await releases[index].wait()
+        return [item * 10 for item in items]
+
+    group = GroupCommit[int, int](flush, limit=10, concurrency=2)
+    first = asyncio.create_task(group.submit(1))
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    second = asyncio.create_task(group.submit(2))  # room: a second batch at once
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert batches == [[1], [2]]
+    later = [asyncio.create_task(group.submit(n)) for n in (3, 4, 5)]
+    await asyncio.sleep(0)
+    assert group.waiting == 3  # both in flight: they wait
+    releases[1].set()  # the second finishes first: it takes what waits
+    assert await second == 20
+    await asyncio.sleep(0)
+    assert batches == [[1], [2], [3, 4, 5]]
+    releases[2].set()
+    assert await asyncio.gather(*later) == [30, 40, 50]
+    assert not first.done()
+    releases[0].set()
+    assert await first == 10
+    await group.close()
+
+
 async def test_one_statement_answers_each_turn(fast: Settings) -> None:
     """Written, stale owner, stale copy: per turn, in one statement; events only if written."""
     assert await store.record_token("counter", 0, 5) == 5

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import asyncpg
 import orjson
 import pytest
 from redis.asyncio import Redis
@@ -250,6 +251,34 @@ async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
     assert rows["k"] == {"state": {"by": "b"}, "last_message_id": "2-0", "version": 2}
     # Redis lost its counter (a restart without persistence): the fence still grows.
     assert await store.record_token("counter", 0, 1) == 3
+
+
+async def test_a_commit_waits_for_a_token_being_recorded(fast: Settings) -> None:
+    """A new owner's token not yet committed: the old owner's commit waits for it, then is
+    refused; it cannot slip in with the snapshot it started with."""
+    fence_a = await store.record_token("counter", 1, 1)
+    state = {"by": "a"}
+    first = store.Turn(1, fence_a, "w", state, "1-0", "c1", None, 0)
+    assert await store.commit("counter", first) == 1
+    assert fast.database_url is not None
+    taking_over = await asyncpg.connect(fast.database_url.get_secret_value())
+    try:
+        async with taking_over.transaction():
+            recorded = await taking_over.fetchval(
+                "SELECT deer_record_token($1, $2, $3)", "counter", 1, 2
+            )
+            assert recorded == fence_a + 1
+            late = asyncio.create_task(
+                store.commit("counter", store.Turn(1, fence_a, "w", state, "2-0", "c2", None, 1))
+            )
+            await asyncio.sleep(0.3)
+            assert not late.done()  # held by the fencing lock of the token being recorded
+    finally:
+        await taking_over.close()
+    with pytest.raises(StaleOwner):
+        await late
+    rows = await actor_rows(fast, "counter")
+    assert rows["w"] == {"state": {"by": "a"}, "last_message_id": "1-0", "version": 1}
 
 
 async def test_partitions_rebalance_when_processes_join_and_leave(
