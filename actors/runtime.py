@@ -494,9 +494,10 @@ class KindHost:
     # --- reading and routing ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        """Read what is new, then wait for more with one `XREAD BLOCK` over the partitions read:
-        it answers the streams with news, and only those are read next (a full pass after a
-        wait with no news, and for partitions just taken over)."""
+        """Read what is new; after a read that brought several entries, read every partition
+        again at once, else wait with one `XREAD BLOCK` over the partitions read: it answers the
+        streams with news, and only those are read next (every partition after a wait with no
+        news, and when one was just taken over)."""
         backoff = HANDLE_BACKOFF
         news: set[int] | None = None  # None: every partition read
         while not self._stopping:
@@ -504,8 +505,10 @@ class KindHost:
                 self._room.clear()
                 await self._room.wait()
             try:
-                await self._read_once(news)
-                news = await self._wait_for_news()
+                routed = await self._read_once(news)
+                # Several came at once: more is likely on its way, so read again at once (every
+                # partition: the wait would cost one more round trip); else wait for news.
+                news = None if routed > 1 else await self._wait_for_news()
                 backoff = HANDLE_BACKOFF
             except Exception:
                 log.exception("actor kind %s: read failed", self.kind)
@@ -530,16 +533,16 @@ class KindHost:
             return {named[_text(stream)] for stream in found}
         return {named[_text(stream)] for stream, _ in found}
 
-    async def _read_once(self, news: set[int] | None) -> None:
+    async def _read_once(self, news: set[int] | None) -> int:
         """Route the new entries of the partitions in `news` (None: of all read), in one fenced
-        read; remember the last id seen of each."""
+        read; remember the last id seen of each. How many were routed."""
         holds = {
             p: self.owned[p]
             for p in sorted(self.reading)
             if p in self.owned and (news is None or p in news)
         }
         if not holds:
-            return
+            return 0
         room = max(1, min(READ_BATCH, (self._max_in_flight - self._in_flight) // len(holds)))
         keys: list[str] = []
         values: list[str] = []
@@ -549,6 +552,7 @@ class KindHost:
         replies = await self.redis.eval(
             FENCED_READ, len(keys), *keys, self.kind, self.owner, room, *values
         )
+        routed = 0
         for (partition, held), reply in zip(holds.items(), replies, strict=True):
             status = int(reply[0])
             if status == 0:
@@ -560,10 +564,12 @@ class KindHost:
                     for message_id, flat in reply[1]:
                         fields = dict(zip(flat[::2], flat[1::2], strict=True))
                         self._route(Entry.parse(partition, message_id, fields))
+                        routed += 1
                 # else: left pending in the group; the next owner claims it on takeover
                 self._seen[partition] = _text(reply[1][-1][0])
             else:
                 self._seen[partition] = _text(reply[1])
+        return routed
 
     async def _reminder_loop(self) -> None:
         pause = min(REMINDER_POLL, self.settings.actor_lease_renew)

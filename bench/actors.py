@@ -383,15 +383,17 @@ async def measure(
     peak = Load(target, processes, "peak", *await closed_load(ask, args))
     await metering
     peak.cpu = {part: used[1][part] - used[0][part] for part in CPU_PARTS}
-    half = Load(target, processes, "half", *await paced_load(ask, peak.rate / 2, args))
-    for load in (peak, half):
+    paced = [Load(target, processes, "half", *await paced_load(ask, peak.rate / 2, args))]
+    for rate in args.paced:
+        paced.append(Load(target, processes, f"{rate:g}/s", *await paced_load(ask, rate, args)))
+    for load in (peak, *paced):
         print(
             f"  {target}, {processes} process(es), {load.mode}: {load.rate:,.0f}/s,"
             f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms"
             + (f", server CPU {load.cpu_per_ask('server'):.0f} us/ask" if load.cpu else ""),
             flush=True,
         )
-    return [peak, half]
+    return [peak, *paced]
 
 
 def asker(sender: Runtime) -> Ask:
@@ -591,6 +593,13 @@ def main() -> int:
         default=[],
         metavar="DEER_NAME=VALUE",
         help="a setting for the actor workers (repeatable)",
+    )
+    parser.add_argument(
+        "--paced",
+        type=lambda text: [float(part) for part in text.split(",")],
+        default=[],
+        metavar="RATE,...",
+        help="also measure latency at these fixed rates (asks per second)",
     )
     parser.add_argument("--skip-ceiling", action="store_true", help="measure the actors only")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)

@@ -69,6 +69,33 @@ async def test_asks_apply_each_command_once_in_order(fast: Settings, redis: Redi
         await host.close()
 
 
+async def test_the_reader_reads_only_the_partitions_with_news(
+    fast: Settings, redis: Redis
+) -> None:
+    """The reader's `XREAD BLOCK` names the streams with news, and the fenced read that
+    follows takes those partitions alone, not every partition the process owns."""
+    runtime = Runtime(fast, redis, [Counter()], relay=False)
+    host = runtime.hosts["counter"]  # its loops are not started: the test drives the reader
+    await host.prepare()
+    try:
+        assert len(host.reading) == fast.actor_partitions > 2
+        assert await host._read_once(None) == 0  # a first full pass: the last ids seen
+        keys = ["a", "b", "c", "d", "e", "f"]
+        wanted = {partition_of(key_, fast.actor_partitions) for key_ in keys[:2]}
+        assert len(wanted) == 2
+        sent = [await runtime.tell("counter", key_, {"id": key_}) for key_ in keys[:2]]
+        assert await host._wait_for_news() == wanted
+        assert await host._read_once(wanted) == 2
+
+        async def applied() -> bool:
+            return all([await runtime.outcome(command_id) for command_id in sent])
+
+        await eventually(applied, 10, "both commands applied")
+        assert await host._read_once(None) == 0  # nothing was left behind
+    finally:
+        await host.close(1.0)
+
+
 async def test_domain_error_refuses_the_command_and_reaches_the_asker(
     fast: Settings, redis: Redis
 ) -> None:
