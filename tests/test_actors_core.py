@@ -69,9 +69,7 @@ async def test_asks_apply_each_command_once_in_order(fast: Settings, redis: Redi
         await host.close()
 
 
-async def test_the_reader_reads_only_the_partitions_with_news(
-    fast: Settings, redis: Redis
-) -> None:
+async def test_the_reader_reads_only_the_partitions_with_news(fast: Settings, redis: Redis) -> None:
     """The reader's `XREAD BLOCK` names the streams with news, and the fenced read that
     follows takes those partitions alone, not every partition the process owns."""
     runtime = Runtime(fast, redis, [Counter()], relay=False)
