@@ -58,14 +58,21 @@ CREATE FUNCTION deer_commit_turns(
 LANGUAGE plpgsql AS $$
 DECLARE
   lock_space int := deer_actor_fence_lock(p_kind);
+  fence_of bigint[];  -- by partition number
+  current record;
   i int;
 BEGIN
   PERFORM pg_advisory_xact_lock_shared(lock_space, part)
   FROM (SELECT DISTINCT unnest(p_partitions) AS part ORDER BY 1) AS parts;
+  FOR current IN
+    SELECT ap.partition, ap.fencing_token FROM actor_partition AS ap
+    WHERE ap.kind = p_kind AND ap.partition = ANY (p_partitions)
+  LOOP
+    fence_of[current.partition] := current.fencing_token;
+  END LOOP;
   FOR i IN 1 .. coalesce(array_length(p_keys, 1), 0) LOOP
     written := NULL;
-    SELECT ap.fencing_token INTO fence FROM actor_partition AS ap
-    WHERE ap.kind = p_kind AND ap.partition = p_partitions[i];
+    fence := fence_of[p_partitions[i]];
     IF fence = p_tokens[i] THEN
       IF p_versions[i] > 0 THEN
         UPDATE actor_state AS s
