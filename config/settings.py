@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     actor_concurrency: int = Field(default=64, ge=1, le=10_000)  # actor turns running at once
     # Commit (and load) statements of a kind in flight at once, each a batch of turns: a turn
     # ready while they are all busy waits and goes in the next batch (keep below db_pool_max).
-    actor_commits_in_flight: int = Field(default=2, ge=1, le=64)
+    actor_commits_in_flight: int = Field(default=1, ge=1, le=64)
     actor_max_attempts: int = Field(default=5, ge=1, le=100)  # failures before a dead letter
     actor_ask_timeout: float = Field(default=5.0, gt=0, le=3600)  # seconds
     actor_outcome_ttl: int = Field(default=24 * 3600, ge=1, le=30 * 24 * 3600)  # seconds
