@@ -49,7 +49,7 @@ class GroupCommit(Generic[Item, Result]):
         if len(self._tasks) < self._concurrency:
             task = asyncio.create_task(self._run())
             self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._tasks.discard)  # also when cancelled before it ran
         return await future
 
     async def close(self) -> None:
@@ -89,6 +89,12 @@ class GroupCommit(Generic[Item, Result]):
         except BaseException:
             self._fail(batch)
             raise
+        finally:
+            # At once, not in the done callback: that runs a turn of the loop later, and a
+            # submitter woken by this batch could find no room for a flusher and none coming.
+            current = asyncio.current_task()
+            if current is not None:
+                self._tasks.discard(current)
 
     @staticmethod
     def _fail(batch: Sequence[tuple[object, asyncio.Future[Result]]]) -> None:

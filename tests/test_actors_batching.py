@@ -48,6 +48,22 @@ async def test_what_arrives_during_a_flush_goes_in_the_next_batch() -> None:
     assert isinstance(done[1], ValueError)
 
 
+async def test_a_submission_right_after_a_batch_is_flushed() -> None:
+    """The submitter woken by its batch submits again at once: the flusher that just finished
+    must already have made room (a done callback would come a turn of the loop too late, and
+    the new item would wait for ever)."""
+
+    async def flush(items: list[int]) -> Sequence[int | BaseException]:
+        await asyncio.sleep(0)
+        return [item * 10 for item in items]
+
+    group = GroupCommit[int, int](flush, limit=10)  # one flush at a time
+    async with asyncio.timeout(2.0):  # not `wait_for`: its own task would hide the race
+        for n in range(20):
+            assert await group.submit(n) == n * 10
+    await group.close()
+
+
 async def test_batches_in_flight_up_to_the_concurrency() -> None:
     """With room for two flushes, a submission does not wait behind the one in flight; with
     both in flight, what arrives waits and goes in one batch after the first to finish."""
