@@ -566,10 +566,15 @@ class KindHost:
                         self._route(Entry.parse(partition, message_id, fields))
                         routed += 1
                 # else: left pending in the group; the next owner claims it on takeover
-                self._seen[partition] = _text(reply[1][-1][0])
+                self._saw(partition, held, _text(reply[1][-1][0]))
             else:
-                self._seen[partition] = _text(reply[1])
+                self._saw(partition, held, _text(reply[1]))
         return routed
+
+    def _saw(self, partition: int, held: Held, message_id: str) -> None:
+        """Remember the last id seen in a partition we still read (not one lost meanwhile)."""
+        if self.owned.get(partition) is held and partition in self.reading:
+            self._seen[partition] = message_id
 
     async def _reminder_loop(self) -> None:
         pause = min(REMINDER_POLL, self.settings.actor_lease_renew)
