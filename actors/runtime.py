@@ -53,7 +53,6 @@ from deer.errors import DeerError
 log = logging.getLogger(__name__)
 
 READ_BATCH: Final = 100  # entries per partition and read, at most
-CLAIM_BATCH: Final = 100
 WAKE_BLOCK_MS: Final = 1000  # longest blocking wait for new entries (shorter: renewal period)
 LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 HANDLE_BACKOFF: Final = 0.05  # seconds, times the attempt, between failed handle attempts
@@ -64,27 +63,60 @@ REMINDER_BATCH: Final = 100  # reminders fired per partition and look, at most
 CANCEL_RECHECK: Final = 0.5  # seconds: a task that swallowed a cancellation is cancelled again
 COMMIT_BATCH: Final = 256  # turns committed (and acknowledged) together, at most
 
-# Read new entries of every partition whose lease is still ours, atomically with the check:
-# after another process acquired a partition this process can no longer take entries from it.
-# Per partition: {0} lease lost, {1, entries} entries, {2, last id} nothing new.
-FENCED_READ: Final = """
-local out = {}
-for i = 1, #KEYS / 2 do
-  local stream = KEYS[2 * i]
-  if redis.call('GET', KEYS[2 * i - 1]) ~= ARGV[3 + i] then
-    out[i] = {0}
-  else
-    local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3],
-                            'STREAMS', stream, '>')
-    if read then
-      out[i] = {1, read[1][2]}
-    else
-      local last = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
-      if #last > 0 then out[i] = {2, last[1][1]} else out[i] = {2, '0-0'} end
+# Take a partition's stream over for this process's consumer group, if the lease is still ours:
+# destroy every other group (a previous owner's: its blocked or later XREADGROUP is answered
+# NOGROUP from now on, so it can take nothing more) and create ours just before the oldest entry
+# they left pending (else at their last delivered one), so the first reads bring the previous
+# owner's unfinished entries, in stream order, then the new ones. KEYS: lease, stream.
+# ARGV: lease value, our group. Returns false if the lease is not ours, else the id our group
+# starts after and the last id delivered to a previous group (entries up to it are redelivered).
+TAKE_GROUP: Final = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local function parse(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function less(a, b)
+  local am, as = parse(a)
+  local bm, bs = parse(b)
+  return am < bm or (am == bm and as < bs)
+end
+local function before(id)
+  local ms, seq = parse(id)
+  if seq > 0 then return string.format('%d-%d', ms, seq - 1) end
+  if ms > 0 then return string.format('%d-18446744073709551615', ms - 1) end
+  return '0-0'
+end
+local start, upto, read = nil, '0-0', nil
+local found, groups = pcall(redis.call, 'XINFO', 'GROUPS', KEYS[2])
+if found then
+  for _, flat in ipairs(groups) do
+    local group = {}
+    for i = 1, #flat, 2 do group[flat[i]] = flat[i + 1] end
+    local from, last = group['last-delivered-id'], group['last-delivered-id']
+    if group['pending'] > 0 then
+      from = before(redis.call('XPENDING', KEYS[2], group['name'])[2])
     end
+    if start == nil or less(from, start) then
+      start = from
+      read = nil
+      if type(group['entries-read']) == 'number' then
+        read = group['entries-read'] - #redis.call('XRANGE', KEYS[2], '(' .. from, last)
+      end
+    end
+    if less(upto, last) then upto = last end
+    redis.call('XGROUP', 'DESTROY', KEYS[2], group['name'])
   end
 end
-return out
+if start == nil then
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[2], '0', 'MKSTREAM')
+  start = '0-0'
+elseif read ~= nil then
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[2], start, 'ENTRIESREAD', read)
+else
+  redis.call('XGROUP', 'CREATE', KEYS[2], ARGV[2], start)
+end
+return {start, upto}
 """
 
 
@@ -217,8 +249,13 @@ class Entry:
     key: str
     body: JsonObject
     reply_to: str
-    deliveries: int = 1  # times Redis handed it to a consumer (XPENDING), this one included
+    redelivered: bool = False  # delivered to a previous owner of the partition too
     starts: int = 0  # for a redelivered entry: handlings begun, as counted in Redis
+
+    @property
+    def deliveries(self) -> int:
+        """Deliveries known: the first, and each counted start after it."""
+        return self.starts + 1
 
     @classmethod
     def parse(cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any]) -> Entry:
@@ -265,14 +302,6 @@ class Done:
     cancel: Sequence[str] = ()
 
 
-@dataclass(frozen=True, slots=True, eq=False)
-class Ready:
-    """A handled turn waiting for its batch: what to commit, then what to tell Redis."""
-
-    turn: store.Turn
-    done: Done
-
-
 @dataclass(slots=True)
 class HostStats:
     """Plain numbers, bumped on the hot path and read at scrape time (actors.metrics)."""
@@ -310,7 +339,11 @@ class KindHost:
         self.leases = Leases(self.settings, self.redis, self.kind, self.owner)
         self.owned: dict[int, Held] = {}  # partition -> our acquisition
         self.reading: set[int] = set()  # owned partitions whose new entries we read
-        self._seen: dict[int, str] = {}  # partition -> the last entry id read (or its tail)
+        # This process's consumer group on the streams it owns: a new owner destroys it, which
+        # fences this process's reads (docs/actors.md, "Single owner per partition").
+        self.group = f"{self.kind}.{self.owner}.{uuid.uuid4().hex[:8]}"
+        self._joining: dict[int, Held] = {}  # acquired, its stream not yet taken over
+        self._redelivered: dict[int, tuple[int, int]] = {}  # partition -> last id delivered before
         self.cells: dict[int, dict[str, Cell]] = {}
         self.stats = HostStats()
         self._turns = runtime.turns
@@ -321,9 +354,12 @@ class KindHost:
         self._tasks: set[asyncio.Task[None]] = set()
         in_flight = self.settings.actor_commits_in_flight
         self._finish_script = runtime.redis.register_script(FINISH)
-        self._commits = GroupCommit[Ready, int](
-            self._commit_batch, limit=COMMIT_BATCH, concurrency=in_flight
+        self._take_group = runtime.redis.register_script(TAKE_GROUP)
+        self._commits = GroupCommit[store.Turn, int](
+            self._commit_turns, limit=COMMIT_BATCH, concurrency=in_flight
         )
+        # Told to Redis apart from the commit, so the next batch's commit need not wait for it.
+        self._finishes = GroupCommit[Done, None](self._finish_batch, limit=COMMIT_BATCH)
         self._loads = GroupCommit[str, store.Stored | None](
             self._load_batch, limit=COMMIT_BATCH, concurrency=in_flight
         )
@@ -340,15 +376,7 @@ class KindHost:
     # --- life cycle -------------------------------------------------------------------
 
     async def prepare(self) -> None:
-        """Create the consumer groups and take a first share of the partitions."""
-        for partition in range(self.partitions):
-            try:
-                await self.redis.xgroup_create(
-                    self._stream(partition), self.kind, id="0", mkstream=True
-                )
-            except ResponseError as exc:
-                if "BUSYGROUP" not in str(exc):
-                    raise
+        """Take a first share of the partitions (read from the reader's first turn)."""
         await self.tick()
 
     async def run(self) -> None:
@@ -371,6 +399,7 @@ class KindHost:
             _, late = await asyncio.wait(busy, timeout=grace)
             await cancel_all(late)
         await self._commits.close()
+        await self._finishes.close()
         await self._loads.close()
         for partition, held in list(self.owned.items()):
             self._lose(partition)
@@ -421,7 +450,7 @@ class KindHost:
         return lease_key(self.settings, self.kind, partition)
 
     async def _take_over(self, partition: int, token: int) -> None:
-        """Record the token, then route the previous owner's pending entries before new ones."""
+        """Record the token; the reader then takes the stream over (`_join`) between reads."""
         try:
             fence = await store.record_token(self.kind, partition, token)
         except Exception:
@@ -429,44 +458,8 @@ class KindHost:
             raise
         held = self.owned[partition] = Held(token, fence)
         self.cells[partition] = {}
-        stream, cursor = self._stream(partition), "0-0"
-        while True:
-            # Idle time 0 is safe: the previous owner's token is refused from now on.
-            cursor_raw, claimed, _deleted = await self.redis.xautoclaim(
-                stream, self.kind, self.owner, 0, cursor, count=CLAIM_BATCH
-            )
-            entries = [
-                Entry.parse(partition, message_id, fields)
-                for message_id, fields in claimed
-                if fields is not None
-            ]
-            deliveries = await self._deliveries(stream, entries)
-            if self.owned.get(partition) is not held:
-                return
-            for entry in entries:  # claimed entries bypass the in-flight wait (bounded by the
-                entry.deliveries = deliveries.get(entry.message_id, 1)  # old owner's limit)
-                self.stats.claimed_again += 1
-                self._route(entry)
-            cursor = _text(cursor_raw)
-            if cursor == "0-0":
-                break
-        self._seen.pop(partition, None)  # read it whole first
-        self.reading.add(partition)
+        self._joining[partition] = held
         log.info("actor kind %s: partition %d taken, fence %d", self.kind, partition, fence)
-
-    async def _deliveries(self, stream: str, entries: list[Entry]) -> dict[str, int]:
-        """Redis's delivery counts of entries just claimed (XAUTOCLAIM counted the claim)."""
-        if not entries:
-            return {}
-        rows = await self.redis.xpending_range(
-            stream,
-            self.kind,
-            min=entries[0].message_id,
-            max=entries[-1].message_id,
-            count=len(entries),
-            consumername=self.owner,
-        )
-        return {_text(row["message_id"]): int(row["times_delivered"]) for row in rows}  # type: ignore[arg-type]
 
     async def _release(self, partition: int) -> None:
         """Give a partition away: stop reading, let its turns finish (bounded), drop the lease."""
@@ -486,7 +479,8 @@ class KindHost:
         """Forget a partition at once: its actors leave memory, their entries stay pending."""
         self.owned.pop(partition, None)
         self.reading.discard(partition)
-        self._seen.pop(partition, None)
+        self._joining.pop(partition, None)
+        self._redelivered.pop(partition, None)
         for cell in self.cells.pop(partition, {}).values():
             self._done(len(cell.mailbox))
             cell.mailbox.clear()
@@ -494,87 +488,114 @@ class KindHost:
     # --- reading and routing ----------------------------------------------------------
 
     async def _read_loop(self) -> None:
-        """Read what is new; after a read that brought several entries, read every partition
-        again at once, else wait with one `XREAD BLOCK` over the partitions read: it answers the
-        streams with news, and only those are read next (every partition after a wait with no
-        news, and when one was just taken over)."""
+        """Take over the streams of partitions just acquired, then read what is new with one
+        `XREADGROUP BLOCK` over the partitions read. Only this task reads, so no read of ours
+        is in flight while our group is created on a stream."""
         backoff = HANDLE_BACKOFF
-        news: set[int] | None = None  # None: every partition read
         while not self._stopping:
             while self._in_flight >= self._max_in_flight:
                 self._room.clear()
                 await self._room.wait()
             try:
-                routed = await self._read_once(news)
-                # Several came at once: more is likely on its way, so read again at once (every
-                # partition: the wait would cost one more round trip); else wait for news.
-                news = None if routed > 1 else await self._wait_for_news()
+                for partition, held in list(self._joining.items()):
+                    await self._join(partition, held)
+                await self._read_once()
                 backoff = HANDLE_BACKOFF
+            except ResponseError as exc:
+                if not str(exc).startswith("NOGROUP"):
+                    log.exception("actor kind %s: read failed", self.kind)
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
+                    continue
+                # A group of ours is gone: another process took that partition over.
+                log.warning("actor kind %s: %s", self.kind, exc)
+                await self._check_groups()
             except Exception:
                 log.exception("actor kind %s: read failed", self.kind)
-                news = None
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
 
-    async def _wait_for_news(self) -> set[int] | None:
-        """The partitions with entries after the last one seen (None: look at all of them)."""
-        partitions = sorted(self.reading)
-        if not partitions:
-            await asyncio.sleep(self._wake_ms / 1000)
-            return None
-        if any(partition not in self._seen for partition in partitions):
-            return None
-        streams = {self._stream(partition): self._seen[partition] for partition in partitions}
-        found = await self.redis.xread(streams, count=1, block=self._wake_ms)  # type: ignore[arg-type]
-        if not found:
-            return None
-        named = dict(zip(streams, partitions, strict=True))
-        if isinstance(found, dict):  # RESP3: {stream: [entries]}
-            return {named[_text(stream)] for stream in found}
-        return {named[_text(stream)] for stream, _ in found}
+    async def _join(self, partition: int, held: Held) -> None:
+        """Make our group the stream's only one, starting at the previous owner's oldest
+        pending entry, then read the partition (if the lease is still ours)."""
+        taken = await self._take_group(
+            keys=[self._lease(partition), self._stream(partition)],
+            args=[lease_value(self.owner, held.token), self.group],
+        )
+        if self._joining.get(partition) is not held:
+            return
+        del self._joining[partition]
+        if taken is None:
+            log.warning("actor kind %s: lease on %d gone before its stream", self.kind, partition)
+            self._lose(partition)
+            return
+        start, upto = (_text(value) for value in taken)
+        if message_order(upto) > message_order(start):
+            self._redelivered[partition] = message_order(upto)
+        self.reading.add(partition)
+        log.info("actor kind %s: stream %d read from after %s", self.kind, partition, start)
 
-    async def _read_once(self, news: set[int] | None) -> int:
-        """Route the new entries of the partitions in `news` (None: of all read), in one fenced
-        read; remember the last id seen of each. How many were routed."""
-        holds = {
-            p: self.owned[p]
-            for p in sorted(self.reading)
-            if p in self.owned and (news is None or p in news)
-        }
+    async def _check_groups(self) -> None:
+        """After a NOGROUP: drop the partitions whose lease is no longer ours; a partition
+        still ours whose group is gone (its stream lost) is taken over again."""
+        holds = {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
         if not holds:
+            return
+        values = await self.redis.mget([self._lease(p) for p in holds])
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for partition in holds:
+                pipe.xinfo_groups(self._stream(partition))
+            groups = await pipe.execute(raise_on_error=False)
+        for (partition, held), value, found in zip(holds.items(), values, groups, strict=True):
+            if self.owned.get(partition) is not held:
+                continue
+            if value is None or _text(value) != lease_value(self.owner, held.token):
+                log.warning("actor kind %s: lease on %d gone at read", self.kind, partition)
+                self._lose(partition)
+            elif isinstance(found, BaseException) or all(
+                _text(group["name"]) != self.group for group in found
+            ):
+                self.reading.discard(partition)
+                self._joining[partition] = held
+
+    async def _read_once(self) -> int:
+        """Route the new entries of the partitions read (one `XREADGROUP`, blocking at most a
+        renewal period); how many were routed."""
+        holds = {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
+        if not holds:
+            await asyncio.sleep(self._wake_ms / 1000)
             return 0
         room = max(1, min(READ_BATCH, (self._max_in_flight - self._in_flight) // len(holds)))
-        keys: list[str] = []
-        values: list[str] = []
-        for partition, held in holds.items():
-            keys += [self._lease(partition), self._stream(partition)]
-            values.append(lease_value(self.owner, held.token))
-        replies = await self.redis.eval(
-            FENCED_READ, len(keys), *keys, self.kind, self.owner, room, *values
+        streams = {self._stream(partition): ">" for partition in holds}
+        found: Any = await self.redis.xreadgroup(
+            self.group,
+            self.owner,
+            streams,  # type: ignore[arg-type]
+            count=room,
+            block=self._wake_ms,
         )
+        if not found:
+            return 0
+        named = dict(zip(streams, holds, strict=True))
+        read = found.items() if isinstance(found, dict) else found  # RESP3: a dict
         routed = 0
-        for (partition, held), reply in zip(holds.items(), replies, strict=True):
-            status = int(reply[0])
-            if status == 0:
-                if self.owned.get(partition) is held:
-                    log.warning("actor kind %s: lease on %d gone at read", self.kind, partition)
-                    self._lose(partition)
-            elif status == 1:
-                if self.owned.get(partition) is held and partition in self.reading:
-                    for message_id, flat in reply[1]:
-                        fields = dict(zip(flat[::2], flat[1::2], strict=True))
-                        self._route(Entry.parse(partition, message_id, fields))
-                        routed += 1
-                # else: left pending in the group; the next owner claims it on takeover
-                self._saw(partition, held, _text(reply[1][-1][0]))
-            else:
-                self._saw(partition, held, _text(reply[1]))
+        for stream, entries in read:
+            partition = named[_text(stream)]
+            if self.owned.get(partition) is not holds[partition] or partition not in self.reading:
+                continue  # left pending in our group: the next owner reads it again
+            before = self._redelivered.get(partition)
+            for message_id, fields in entries:
+                entry = Entry.parse(partition, message_id, fields)
+                if before is not None:
+                    if message_order(entry.message_id) <= before:
+                        entry.redelivered = True
+                        self.stats.claimed_again += 1
+                    else:
+                        del self._redelivered[partition]
+                        before = None
+                self._route(entry)
+                routed += 1
         return routed
-
-    def _saw(self, partition: int, held: Held, message_id: str) -> None:
-        """Remember the last id seen in a partition we still read (not one lost meanwhile)."""
-        if self.owned.get(partition) is held and partition in self.reading:
-            self._seen[partition] = message_id
 
     async def _reminder_loop(self) -> None:
         pause = min(REMINDER_POLL, self.settings.actor_lease_renew)
@@ -706,7 +727,7 @@ class KindHost:
                 )
             else:
                 done = Done(entry, None)
-            await self._finish([done])
+            await self._finishes.submit(done)
             return
         if await self._killed_before(entry):
             outcome = None
@@ -740,44 +761,34 @@ class KindHost:
             version=stored.version,
             events=outcome.events,
         )
-        # Committed and acknowledged in a batch with the turns of other actors ready meanwhile.
-        done = Done(entry, result, schedule, outcome.cancel_reminders)
-        version = await self._commits.submit(Ready(turn, done))
+        # Committed, then acknowledged, each in a batch with the turns of other actors ready
+        # meanwhile. If Redis fails after the commit, the retry finds the entry applied.
+        version = await self._commits.submit(turn)
         cell.stored = store.Stored(
             outcome.state, entry.message_id, entry.command_id, remembered, version
         )
         self.stats.handled += 1
+        await self._finishes.submit(Done(entry, result, schedule, outcome.cancel_reminders))
 
     async def _load_batch(self, keys: list[str]) -> list[store.Stored | None]:
         found = await store.load(self.kind, keys)
         return [found.get(key_) for key_ in keys]
 
-    async def _commit_batch(self, batch: list[Ready]) -> list[int | BaseException]:
-        """Commit turns in one statement, then tell Redis in one round trip (`_finish`); per
-        turn its new version or its error (a stale owner or copy; or Redis failing after the
-        commit: the retry finds the entry applied and acknowledges it)."""
-        results = await self._commit_turns(batch)
-        committed = [
-            ready.done
-            for ready, result in zip(batch, results, strict=True)
-            if isinstance(result, int)
-        ]
-        if committed:
-            try:
-                await self._finish(committed)
-            except Exception as exc:
-                return [exc if isinstance(result, int) else result for result in results]
-        return results
+    async def _finish_batch(self, done: list[Done]) -> list[None]:
+        await self._finish(done)
+        return [None] * len(done)
 
-    async def _commit_turns(self, batch: list[Ready]) -> list[int | BaseException]:
+    async def _commit_turns(self, batch: list[store.Turn]) -> list[int | BaseException]:
+        """Commit turns in one statement; per turn its new version or its error (a stale
+        owner or copy)."""
         try:
-            results = await store.commit_turns(self.kind, [ready.turn for ready in batch])
+            results = await store.commit_turns(self.kind, batch)
         except Exception as exc:
             if len(batch) == 1:
                 return [exc]
             # One turn's write can fail the whole statement (a value or a unique index that
             # PostgreSQL refuses): one by one then, so only that actor waits and retries.
-            return [result for ready in batch for result in await self._commit_turns([ready])]
+            return [result for turn in batch for result in await self._commit_turns([turn])]
         self.stats.commits += 1
         return list(results)
 
@@ -790,7 +801,7 @@ class KindHost:
         counted apart (`HINCRBY`, only on this rare path). The first delivery is not counted:
         a command is handled at most `max(2, DEER_ACTOR_MAX_ATTEMPTS)` times by dying processes.
         """
-        if entry.deliveries <= 1:
+        if not entry.redelivered:
             return False
         if not entry.starts:  # once per delivery: retries of the turn in this process are free
             entry.starts = await self.redis.hincrby(
@@ -857,7 +868,7 @@ class KindHost:
     def _finish_arguments(self, done: Sequence[Done]) -> tuple[list[str], list[Any]]:
         """`FINISH`'s keys and arguments for the entries of `done`."""
         keys: list[str] = []
-        args: list[Any] = [self.settings.actor_outcome_ttl, self.kind, len(done)]
+        args: list[Any] = [self.settings.actor_outcome_ttl, self.group, len(done)]
         acks: dict[int, list[str]] = {}
         for item in done:
             entry = item.entry
@@ -895,20 +906,24 @@ class KindHost:
 
     async def _trim(self) -> None:
         """Drop acknowledged entries: keep from the oldest pending (or first unread) one."""
-        partitions = list(self.owned)
+        partitions = [p for p in self.owned if p in self.reading]
         if not partitions:
             self.stats.pending = self.stats.lag = 0
             return
         async with self.redis.pipeline(transaction=False) as pipe:
             for partition in partitions:
-                pipe.xpending(self._stream(partition), self.kind)
+                pipe.xpending(self._stream(partition), self.group)
                 pipe.xinfo_groups(self._stream(partition))
-            answers = await pipe.execute()
+            answers = await pipe.execute(raise_on_error=False)
         total_pending = total_lag = 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for index, partition in enumerate(partitions):
                 pending, groups = answers[2 * index], answers[2 * index + 1]
-                group = next(g for g in groups if _text(g["name"]) == self.kind)
+                if isinstance(pending, BaseException) or isinstance(groups, BaseException):
+                    continue  # our group is gone: the reader finds out and lets it go
+                group = next((g for g in groups if _text(g["name"]) == self.group), None)
+                if group is None:
+                    continue
                 total_pending += int(pending["pending"])
                 total_lag += int(group.get("lag") or 0)  # None when Redis cannot tell
                 if pending["pending"]:

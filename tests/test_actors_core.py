@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from actors import store
 from actors.base import (
@@ -22,11 +23,11 @@ from actors.base import (
 )
 from actors.leases import Leases, lease_key
 from actors.outbox import OutboxRelay, events_key
-from actors.runtime import KindHost, Runtime, dead_letter_key, stream_key
+from actors.runtime import Entry, KindHost, Runtime, dead_letter_key, stream_key
 from actors.testing.counter import Counter
 from config.settings import Settings
 from deer.errors import Conflict
-from tests.actors_support import actor_rows, eventually
+from tests.actors_support import actor_rows, eventually, pending_entries
 from tests.actors_support import fast as fast
 from tests.actors_support import redis as redis
 
@@ -69,29 +70,70 @@ async def test_asks_apply_each_command_once_in_order(fast: Settings, redis: Redi
         await host.close()
 
 
-async def test_the_reader_reads_only_the_partitions_with_news(fast: Settings, redis: Redis) -> None:
-    """The reader's `XREAD BLOCK` names the streams with news, and the fenced read that
-    follows takes those partitions alone, not every partition the process owns."""
-    runtime = Runtime(fast, redis, [Counter()], relay=False)
-    host = runtime.hosts["counter"]  # its loops are not started: the test drives the reader
+async def joined(host: KindHost) -> KindHost:
+    """Take a first share of the partitions and their streams over, as the reader would."""
     await host.prepare()
+    for partition, held in list(host._joining.items()):
+        await host._join(partition, held)
+    return host
+
+
+async def test_a_new_owner_fences_off_the_old_owners_reads(
+    fast: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A is blocked reading when its leases expire (a pause) and B takes the partitions over:
+    A's read, and any later one, is answered NOGROUP and takes nothing. B first reads what A
+    had read and left unacknowledged, in stream order, then the new entries, each once."""
+    slow = fast.with_values(actor_lease_ttl=10.0, actor_lease_renew=3.0)  # reads block 1 s
+    a = Runtime(slow, redis, [Counter()], process_id="a", relay=False).hosts["counter"]
+    b = Runtime(slow, redis, [Counter()], process_id="b", relay=False).hosts["counter"]
+    sender = await started(Runtime(slow, redis))
     try:
-        assert len(host.reading) == fast.actor_partitions > 2
-        assert await host._read_once(None) == 0  # a first full pass: the last ids seen
-        keys = ["a", "b", "c", "d", "e", "f"]
-        wanted = {partition_of(key_, fast.actor_partitions) for key_ in keys[:2]}
-        assert len(wanted) == 2
-        sent = [await runtime.tell("counter", key_, {"id": key_}) for key_ in keys[:2]]
-        assert await host._wait_for_news() == wanted
-        assert await host._read_once(wanted) == 2
+        await joined(a)  # the hosts' loops are not started: the test drives the readers
+        assert a.reading == set(range(slow.actor_partitions))
+        read_by_a: list[Entry] = []
+        monkeypatch.setattr(a, "_route", read_by_a.append)  # read, never handled
+        first = [await sender.tell("counter", "k", {"id": f"first-{n}"}) for n in range(2)]
+        assert await a._read_once() == 2
+        blocked = asyncio.create_task(a._read_once())
+        await asyncio.sleep(0.2)
+        # A is paused past its leases: they expire, its heartbeat too.
+        leases = [lease_key(slow, "counter", p) for p in range(slow.actor_partitions)]
+        await redis.delete(*leases, a.leases.members)
+        await joined(b)
+        assert b.reading == set(range(slow.actor_partitions))
+        with pytest.raises(ResponseError, match="NOGROUP"):
+            await asyncio.wait_for(blocked, 5)
+        later = await sender.tell("counter", "k", {"id": "later"})
+        with pytest.raises(ResponseError, match="NOGROUP"):
+            await a._read_once()
+        await a._check_groups()  # what A's reader does after a NOGROUP
+        assert a.owned == {} and a.reading == set()
+        assert [entry.command_id for entry in read_by_a] == first
+
+        routed = 0
+        while routed < 3:
+            routed += await b._read_once()
+        assert routed == 3
 
         async def applied() -> bool:
-            return all([await runtime.outcome(command_id) for command_id in sent])
+            return all([await sender.outcome(c) for c in [*first, later]])
 
-        await eventually(applied, 10, "both commands applied")
-        assert await host._read_once(None) == 0  # nothing was left behind
+        await eventually(applied, 10, "every command applied by B")
+        rows = await actor_rows(slow, "counter")
+        assert rows["k"]["state"] == {"count": 3, "applied": ["first-0", "first-1", "later"]}
+        assert b.stats.claimed_again == 2  # A's two, read again
+        stream = stream_key(slow, "counter", partition_of("k", slow.actor_partitions))
+        assert [g["name"].decode() for g in await redis.xinfo_groups(stream)] == [b.group]
+
+        async def acknowledged() -> bool:
+            return await pending_entries(redis, stream) == 0
+
+        await eventually(acknowledged, 10, "B acknowledged every entry")
     finally:
-        await host.close(1.0)
+        await b.close(1.0)
+        await a.close(1.0)
+        await sender.close()
 
 
 async def test_domain_error_refuses_the_command_and_reaches_the_asker(
@@ -131,8 +173,7 @@ async def test_redelivered_entry_is_acknowledged_not_applied_again(
         await asyncio.wait_for(committed.wait(), 10)
         await first.close(grace=0.1)
         partition = partition_of("42", 4)
-        pending = await redis.xpending(stream_key(fast, "counter", partition), "counter")
-        assert pending["pending"] == 1
+        assert await pending_entries(redis, stream_key(fast, "counter", partition)) == 1
         assert await sender.outcome(command_id) is None
 
         monkeypatch.undo()
@@ -146,8 +187,7 @@ async def test_redelivered_entry_is_acknowledged_not_applied_again(
             assert await sender.outcome(command_id) == CommandResult(command_id, True, 1, None)
             assert second.stats()["counter"]["redelivered"] == 1
             assert second.stats()["counter"]["handled"] == 0
-            pending = await redis.xpending(stream_key(fast, "counter", partition), "counter")
-            assert pending["pending"] == 0
+            assert await pending_entries(redis, stream_key(fast, "counter", partition)) == 0
         finally:
             await second.close()
         rows = await actor_rows(fast, "counter")

@@ -21,7 +21,7 @@ from actors.runtime import Runtime, dead_letter_key, starts_key, stream_key
 from actors.testing.counter import CRASH_EXIT_CODE
 from config.settings import Settings
 from deer import cache
-from tests.actors_support import actor_rows, eventually
+from tests.actors_support import actor_rows, eventually, pending_entries
 from tests.actors_support.workers import Worker, spawn
 from tests.actors_support.workers import workers as workers
 
@@ -79,7 +79,7 @@ async def test_kill_9_mid_run_applies_every_command_exactly_once(
 
         async def acknowledged() -> bool:
             pending = [
-                (await redis.xpending(stream_key(fast, "counter", p), "counter"))["pending"]
+                await pending_entries(redis, stream_key(fast, "counter", p))
                 for p in range(PARTITIONS)
             ]
             return pending == [0] * PARTITIONS
@@ -184,7 +184,7 @@ async def test_a_command_that_kills_its_process_ends_in_dead_letters(
         poison = await sender.tell("counter", "42", {"id": "poison", "crash": True})
         after = await sender.tell("counter", "42", {"id": "after"})
         codes = []
-        for _ in range(fast.actor_max_attempts):  # deliveries 1 and 2 (the second by XAUTOCLAIM)
+        for _ in range(fast.actor_max_attempts):  # deliveries 1 and 2 (the second re-read)
             worker = await spawn(fast, tmp_path, workers)
             codes.append(await asyncio.wait_for(worker.process.wait(), 30))
         assert codes == [CRASH_EXIT_CODE] * fast.actor_max_attempts

@@ -70,3 +70,12 @@ async def actor_rows(settings: Settings, kind: str) -> dict[str, dict[str, Any]]
         }
         for row in rows
     }
+
+
+async def pending_entries(redis: Redis, stream: str) -> int:
+    """Entries of a partition stream delivered and not acknowledged, over its consumer groups
+    (one per owner; none before the first owner)."""
+    if not await redis.exists(stream):
+        return 0
+    groups = await redis.xinfo_groups(stream)
+    return sum(int(group["pending"]) for group in groups)
