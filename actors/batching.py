@@ -37,6 +37,7 @@ class GroupCommit(Generic[Item, Result]):
         self._concurrency = concurrency
         self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._idle_waiters: list[asyncio.Future[None]] = []
 
     @property
     def waiting(self) -> int:
@@ -51,6 +52,21 @@ class GroupCommit(Generic[Item, Result]):
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)  # also when cancelled before it ran
         return await future
+
+    async def idle(self, within: float) -> None:
+        """Return once no batch is being flushed, or after `within` seconds: a producer that
+        waits for it before making more work hands over fewer, bigger batches, and the bound
+        keeps it from waiting out a long backlog."""
+        if not self._tasks:
+            return
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        self._idle_waiters.append(waiter)
+        timer = loop.call_later(within, _resolve, waiter)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
 
     async def close(self) -> None:
         """Stop flushing; items not flushed yet fail with `CancelledError` in their submitters."""
@@ -95,9 +111,18 @@ class GroupCommit(Generic[Item, Result]):
             current = asyncio.current_task()
             if current is not None:
                 self._tasks.discard(current)
+            if not self._tasks:
+                waiters, self._idle_waiters = self._idle_waiters, []
+                for waiter in waiters:
+                    _resolve(waiter)
 
     @staticmethod
     def _fail(batch: Sequence[tuple[object, asyncio.Future[Result]]]) -> None:
         for _, future in batch:
             if not future.done():
                 future.cancel()
+
+
+def _resolve(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)

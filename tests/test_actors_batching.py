@@ -180,3 +180,37 @@ async def test_a_turn_postgresql_refuses_does_not_hold_back_its_batch(
         if refused is not None:
             refused.cancel()
             await asyncio.gather(refused, return_exceptions=True)
+
+
+async def test_idle_waits_for_the_batches_in_flight_within_its_bound() -> None:
+    """`idle` returns at once when nothing is flushed, when the last batch in flight is done,
+    and, with a batch that takes long, after its bound (a reader never waits out a backlog)."""
+    release = asyncio.Event()
+
+    async def flush(items: list[int]) -> Sequence[int | BaseException]:
+        await release.wait()
+        return items
+
+    group = GroupCommit[int, int](flush, limit=10)
+    async with asyncio.timeout(1.0):
+        await group.idle(60.0)  # nothing in flight
+    submitted = asyncio.create_task(group.submit(1))
+    await asyncio.sleep(0)
+    waiting = asyncio.create_task(group.idle(60.0))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    release.set()
+    async with asyncio.timeout(1.0):
+        await waiting
+        assert await submitted == 1
+
+    release.clear()
+    stuck = asyncio.create_task(group.submit(2))
+    await asyncio.sleep(0)
+    began = asyncio.get_running_loop().time()
+    await group.idle(0.05)
+    assert 0.04 <= asyncio.get_running_loop().time() - began < 1.0
+    assert not stuck.done()
+    release.set()
+    assert await stuck == 2
+    await group.close()
