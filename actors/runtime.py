@@ -61,7 +61,7 @@ DEAD_LETTERS_KEPT: Final = 100_000
 REMINDER_POLL: Final = 0.2  # seconds between looks for due reminders (at most the renewal period)
 REMINDER_BATCH: Final = 100  # reminders fired per partition and look, at most
 CANCEL_RECHECK: Final = 0.5  # seconds: a task that swallowed a cancellation is cancelled again
-READ_HOLD: Final = 0.005  # seconds a read may wait for the commits in flight, at most
+READ_HOLD: Final = 0.002  # seconds a read may wait for the commits in flight, at most
 COMMIT_BATCH: Final = 256  # turns committed (and acknowledged) together, at most
 
 # Take a partition's stream over for this process's consumer group, if the lease is still ours:
