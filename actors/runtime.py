@@ -61,6 +61,9 @@ DEAD_LETTERS_KEPT: Final = 100_000
 REMINDER_POLL: Final = 0.2  # seconds between looks for due reminders (at most the renewal period)
 REMINDER_BATCH: Final = 100  # reminders fired per partition and look, at most
 CANCEL_RECHECK: Final = 0.5  # seconds: a task that swallowed a cancellation is cancelled again
+# A read whose group was destroyed (a new owner took the stream over) or whose stream was
+# deleted (Redis lost it) is answered with one of these.
+GROUP_GONE: Final = ("NOGROUP", "UNBLOCKED")
 READ_HOLD: Final = 0.002  # seconds a read may wait for the commits in flight, at most
 COMMIT_BATCH: Final = 256  # turns committed (and acknowledged) together, at most
 
@@ -493,11 +496,15 @@ class KindHost:
         `XREADGROUP BLOCK` over the partitions read. Only this task reads, so no read of ours
         is in flight while our group is created on a stream."""
         backoff = HANDLE_BACKOFF
+        gone = False  # a read found a group of ours gone: look at the leases and groups
         while not self._stopping:
             while self._in_flight >= self._max_in_flight:
                 self._room.clear()
                 await self._room.wait()
             try:
+                if gone:
+                    await self._check_groups()
+                    gone = False
                 for partition, held in list(self._joining.items()):
                     await self._join(partition, held)
                 if await self._read_once():
@@ -505,16 +512,12 @@ class KindHost:
                     # once they are done (bounded), in one read, not in several small ones.
                     await self._commits.idle(READ_HOLD)
                 backoff = HANDLE_BACKOFF
-            except ResponseError as exc:
-                if not str(exc).startswith("NOGROUP"):
-                    log.exception("actor kind %s: read failed", self.kind)
-                    await asyncio.sleep(backoff)
-                    backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
+            except Exception as exc:
+                if isinstance(exc, ResponseError) and str(exc).startswith(GROUP_GONE):
+                    # Another process took a partition over (or Redis lost its stream).
+                    log.warning("actor kind %s: %s", self.kind, exc)
+                    gone = True
                     continue
-                # A group of ours is gone: another process took that partition over.
-                log.warning("actor kind %s: %s", self.kind, exc)
-                await self._check_groups()
-            except Exception:
                 log.exception("actor kind %s: read failed", self.kind)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, INFRA_BACKOFF_MAX)

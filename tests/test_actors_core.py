@@ -225,6 +225,28 @@ async def test_poison_message_goes_to_dead_letters_and_actor_carries_on(
         await host.close()
 
 
+async def test_streams_lost_under_a_running_owner_are_taken_over_again(
+    fast: Settings, redis: Redis
+) -> None:
+    """Redis loses the partition streams (and with them the groups) while the owner still holds
+    its leases: its reads fail, it makes its group again on each, and commands flow again."""
+    host = await started(Runtime(fast, redis, [Counter()], process_id="owner"))
+    sender = await started(Runtime(fast, redis))
+    try:
+        assert await sender.ask("counter", "k", {"id": "before"}, timeout=10) == 1
+        streams = [stream_key(fast, "counter", p) for p in range(fast.actor_partitions)]
+        await redis.delete(*streams)
+        assert await sender.ask("counter", "k", {"id": "after"}, timeout=10) == 2
+        group = host.hosts["counter"].group
+        for stream in streams:
+            assert [g["name"].decode() for g in await redis.xinfo_groups(stream)] == [group]
+        rows = await actor_rows(fast, "counter")
+        assert rows["k"]["state"] == {"count": 2, "applied": ["before", "after"]}
+    finally:
+        await sender.close()
+        await host.close()
+
+
 async def test_ask_timeout_keeps_the_command(fast: Settings, redis: Redis) -> None:
     sender = await started(Runtime(fast, redis))  # nobody hosts counters yet
     try:
