@@ -11,6 +11,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import psutil
 import pytest
 
 from config.settings import load_settings
-from deer.embedded import EngineError, Engines
+from deer.embedded import EngineError, Engines, postgres
 
 RUN = Path(__file__).resolve().parent.parent / "run.py"
 START_DEADLINE = 120.0  # generous: this checks behaviour; bench/http.py measures speed
@@ -232,3 +233,18 @@ def test_check_prints_masked_configuration_and_pings(service: Service) -> None:
     assert "ok   redis      Valkey" in result.stdout
     assert service.engine_processes() == []
     assert os.path.exists(service.folder / "var" / "pg" / "PG_VERSION")
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="PostgreSQL needs a user of its own only under root")
+def test_the_postgres_user_is_created_with_no_path_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Under root PostgreSQL runs as a system user of its own, made on first start. A service
+    started with a bare environment has no PATH: `useradd` (in /usr/sbin) must still be found."""
+    name = f"deer_t{uuid.uuid4().hex[:8]}"  # a throwaway user, not the real one
+    monkeypatch.setattr(postgres, "SYSTEM_USER", name)
+    monkeypatch.delenv("PATH", raising=False)
+    try:
+        made = postgres._system_user()
+        assert made.pw_name == name
+        assert postgres._system_user().pw_uid == made.pw_uid  # found the second time
+    finally:
+        subprocess.run(["/usr/sbin/userdel", name], check=False, capture_output=True)
