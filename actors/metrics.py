@@ -64,7 +64,7 @@ class ActorCollector(Collector):
             lag.add_metric(labels, stats.lag)
             due.add_metric(labels, stats.reminders_due)
             handled.add_metric(labels, stats.handled)
-            redeliveries.add_metric(labels, stats.claimed_again)
+            redeliveries.add_metric(labels, stats.read_again)
             duplicates.add_metric(labels, stats.redelivered)
             dead.add_metric(labels, stats.dead_letters)
             stale.add_metric(labels, stats.stale_commits)

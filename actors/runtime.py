@@ -312,7 +312,7 @@ class HostStats:
 
     handled: int = 0
     redelivered: int = 0  # entries already applied, acknowledged again
-    claimed_again: int = 0  # entries claimed from a previous owner (delivered more than once)
+    read_again: int = 0  # entries read again after a takeover (delivered to a previous owner)
     dead_letters: int = 0
     stale_commits: int = 0
     commits: int = 0  # commit statements: `handled / commits` turns per batch
@@ -542,10 +542,14 @@ class KindHost:
         self.reading.add(partition)
         log.info("actor kind %s: stream %d read from after %s", self.kind, partition, start)
 
+    def _read_holds(self) -> dict[int, Held]:
+        """The partitions read, in order, with the acquisition each is read under."""
+        return {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
+
     async def _check_groups(self) -> None:
         """After a NOGROUP: drop the partitions whose lease is no longer ours; a partition
         still ours whose group is gone (its stream lost) is taken over again."""
-        holds = {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
+        holds = self._read_holds()
         if not holds:
             return
         values = await self.redis.mget([self._lease(p) for p in holds])
@@ -568,7 +572,7 @@ class KindHost:
     async def _read_once(self) -> int:
         """Route the new entries of the partitions read (one `XREADGROUP`, blocking at most a
         renewal period); how many were routed."""
-        holds = {p: self.owned[p] for p in sorted(self.reading) if p in self.owned}
+        holds = self._read_holds()
         if not holds:
             await asyncio.sleep(self._wake_ms / 1000)
             return 0
@@ -596,7 +600,7 @@ class KindHost:
                 if before is not None:
                     if message_order(entry.message_id) <= before:
                         entry.redelivered = True
-                        self.stats.claimed_again += 1
+                        self.stats.read_again += 1
                     else:
                         del self._redelivered[partition]
                         before = None
@@ -964,7 +968,7 @@ class KindHost:
             "in_flight": self._in_flight,
             "handled": stats.handled,
             "redelivered": stats.redelivered,
-            "claimed_again": stats.claimed_again,
+            "read_again": stats.read_again,
             "dead_letters": stats.dead_letters,
             "stale_commits": stats.stale_commits,
             "commits": stats.commits,

@@ -122,7 +122,7 @@ async def test_a_new_owner_fences_off_the_old_owners_reads(
         await eventually(applied, 10, "every command applied by B")
         rows = await actor_rows(slow, "counter")
         assert rows["k"]["state"] == {"count": 3, "applied": ["first-0", "first-1", "later"]}
-        assert b.stats.claimed_again == 2  # A's two, read again
+        assert b.stats.read_again == 2  # A's two, read again
         stream = stream_key(slow, "counter", partition_of("k", slow.actor_partitions))
         assert [g["name"].decode() for g in await redis.xinfo_groups(stream)] == [b.group]
 
