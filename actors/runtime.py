@@ -163,19 +163,30 @@ return out
 """
 
 
-# After a batch of turns committed: store each outcome (with its TTL), publish it to the
-# process that asked, acknowledge the entries; one step, one reply to parse.
+# After a batch of turns committed: store each outcome (with its TTL), send the outcomes to
+# the processes that asked (one message per process: a JSON array of its outcomes), acknowledge
+# the entries; one step, one reply to parse.
 # KEYS: the outcome key of each entry (N of them), then the stream of each partition.
 # ARGV: the TTL, the group, N, then per entry its outcome ('': none to store) and reply channel
 # ('': nobody waits), then per stream the number of its entries and their ids.
 FINISH: Final = """
 local n = tonumber(ARGV[3])
+local replies, channels = {}, {}
 for i = 1, n do
   local outcome, channel = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
   if outcome ~= '' then
     redis.call('SET', KEYS[i], outcome, 'EX', ARGV[1])
-    if channel ~= '' then redis.call('PUBLISH', channel, outcome) end
+    if channel ~= '' then
+      if replies[channel] == nil then
+        replies[channel] = {}
+        channels[#channels + 1] = channel
+      end
+      table.insert(replies[channel], outcome)
+    end
   end
+end
+for _, channel in ipairs(channels) do
+  redis.call('PUBLISH', channel, '[' .. table.concat(replies[channel], ',') .. ']')
 end
 local at = 4 + 2 * n
 for k = n + 1, #KEYS do
@@ -238,9 +249,19 @@ def encode_result(result: CommandResult) -> bytes:
     )
 
 
-def decode_result(raw: bytes | str) -> CommandResult:
-    data = orjson.loads(raw)
+def _result(data: Mapping[str, Any]) -> CommandResult:
     return CommandResult(data["id"], data["ok"], data["reply"], data["error"])
+
+
+def decode_result(raw: bytes | str) -> CommandResult:
+    return _result(orjson.loads(raw))
+
+
+def decode_results(raw: bytes | str) -> list[CommandResult]:
+    """The outcomes in one reply message: a JSON array (`FINISH`), or one outcome (a process
+    of an earlier version)."""
+    data = orjson.loads(raw)
+    return [_result(item) for item in data] if isinstance(data, list) else [_result(data)]
 
 
 @dataclass(slots=True)
@@ -351,6 +372,7 @@ class KindHost:
         self.cells: dict[int, dict[str, Cell]] = {}
         self.stats = HostStats()
         self._turns = runtime.turns
+        self._held = runtime.held
         self._max_in_flight = self.settings.actor_max_in_flight
         self._in_flight = 0
         self._room = asyncio.Event()
@@ -782,7 +804,7 @@ class KindHost:
         await self._finishes.submit(Done(entry, result, schedule, outcome.cancel_reminders))
 
     async def _load_batch(self, keys: list[str]) -> list[store.Stored | None]:
-        found = await store.load(self.kind, keys)
+        found = await store.load(self.kind, keys, self._held)
         return [found.get(key_) for key_ in keys]
 
     async def _finish_batch(self, done: list[Done]) -> list[None]:
@@ -793,7 +815,7 @@ class KindHost:
         """Commit turns in one statement; per turn its new version or its error (a stale
         owner or copy)."""
         try:
-            results = await store.commit_turns(self.kind, batch)
+            results = await store.commit_turns(self.kind, batch, self._held)
         except Exception as exc:
             if len(batch) == 1:
                 return [exc]
@@ -1015,10 +1037,10 @@ class Replies:
             message = await self._pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
             if message is None or message["type"] != "message":
                 continue
-            result = decode_result(message["data"])
-            future = self.waiting.get(result.command_id)
-            if future is not None and not future.done():
-                future.set_result(result)
+            for result in decode_results(message["data"]):
+                future = self.waiting.get(result.command_id)
+                if future is not None and not future.done():
+                    future.set_result(result)
         raise RuntimeError("not subscribed")
 
     async def close(self) -> None:
@@ -1045,6 +1067,8 @@ class Runtime:
         self.process_id = process_id or uuid.uuid4().hex[:16]
         self._partitions = dict(partitions or {})
         self.turns = asyncio.Semaphore(settings.actor_concurrency)
+        # The hosts' commits and loads: a connection per batch in flight, kept between them.
+        self.held = store.HeldConnections(keep=settings.actor_commits_in_flight + 1)
         self._append_script = redis.register_script(APPEND)
         self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
         self.replies = Replies(settings, redis, self.process_id)
@@ -1075,6 +1099,7 @@ class Runtime:
         wait = self.settings.shutdown_timeout if grace is None else grace
         for host in self.hosts.values():
             await host.close(wait)
+        await self.held.close()
         await self.replies.close()
         self._started = False
 

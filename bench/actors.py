@@ -126,8 +126,7 @@ def ceiling_stream(settings: Settings, index: int) -> str:
 
 async def serve_ceiling(settings: Settings, share: list[int]) -> None:
     """Read `share` of the ceiling streams, reply over pub/sub, acknowledge: no runtime."""
-    assert settings.redis_url is not None
-    redis = Redis.from_url(settings.redis_url.get_secret_value())
+    redis = create_redis(settings)  # the runtime's client, as the workers have it
     streams = {ceiling_stream(settings, index): ">" for index in share}
     for stream in streams:
         with contextlib.suppress(ResponseError):

@@ -1,0 +1,78 @@
+"""The process's Redis client: commands packed by hiredis, byte for byte as redis-py would."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from redis.asyncio.connection import Connection, UnixDomainSocketConnection
+from redis.exceptions import DataError
+
+from config.settings import Settings
+from deer.cache import create_redis, key
+
+ARGUMENTS: list[tuple[Any, ...]] = [
+    ("SET", "k", "value"),
+    ("XINFO GROUPS", "stream"),  # a command name of two words
+    (b"CONFIG GET", b"maxmemory"),
+    ("HSET", "h", "ü 名", 1.5, 0.1, 1e20, -3, 2**70, b"\x00\xff"),
+    ("SET", "k", memoryview(b"bytes"), bytearray(b"more")),
+    ("EVALSHA", "0" * 40, 2, "a", "b", ""),
+]
+
+
+@pytest.mark.parametrize("args", ARGUMENTS)
+async def test_commands_are_packed_as_redis_py_packs_them(settings: Settings, args: Any) -> None:
+    redis = create_redis(settings)
+    try:
+        ours = redis.connection_pool.make_connection()
+        plain = Connection()
+        assert b"".join(ours.pack_command(*args)) == b"".join(plain.pack_command(*args))
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
+async def test_a_value_redis_cannot_hold_is_refused_before_sending(settings: Settings) -> None:
+    redis = create_redis(settings)
+    try:
+        for value in (True, None, object()):
+            with pytest.raises(DataError):
+                await redis.set(key(settings, "refused"), value)  # type: ignore[arg-type]
+        assert await redis.exists(key(settings, "refused")) == 0
+    finally:
+        await redis.aclose(close_connection_pool=True)
+
+
+async def test_commands_and_pipelines_round_trip(settings: Settings) -> None:
+    redis = create_redis(settings)
+    name = key(settings, "packed")
+    try:
+        await redis.hset(name, mapping={"text": "ü 名", "number": 1.5, "bytes": b"\x00\xff"})
+        assert await redis.hgetall(name) == {
+            b"text": "ü 名".encode(),
+            b"number": b"1.5",
+            b"bytes": b"\x00\xff",
+        }
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(name + ":s", {"f": "v"})
+            pipe.xgroup_create(name + ":s", "g", id="0")
+            pipe.xinfo_groups(name + ":s")
+            _, created, groups = await pipe.execute()
+        assert created is True
+        assert [group["name"] for group in groups] == [b"g"]
+        assert await redis.config_get("maxmemory")  # "CONFIG GET": split into two words
+    finally:
+        await redis.delete(name, name + ":s")
+        await redis.aclose(close_connection_pool=True)
+
+
+def test_every_kind_of_url_gets_a_packing_connection() -> None:
+    for url, base in (
+        ("redis://127.0.0.1:6379/0", Connection),
+        ("unix:///run/redis.sock?db=0", UnixDomainSocketConnection),
+    ):
+        settings = Settings(_env_file=None, redis_url=url)  # type: ignore[call-arg]
+        redis = create_redis(settings)
+        connection_class = redis.connection_pool.connection_class
+        assert issubclass(connection_class, base)
+        assert connection_class is not base
