@@ -362,6 +362,12 @@ class KindHost:
         self.owner = runtime.process_id
         self.partitions = runtime.partitions(actor.kind)
         self.leases = Leases(self.settings, self.redis, self.kind, self.owner)
+        # The reader's and the acknowledgements' own connections (one command at a time each):
+        # no pool acquire and release per read or per batch, which redis-py's pool guards with a
+        # lock, a timeout and a readiness check (a system call) each time.
+        pool = runtime.redis.connection_pool
+        self._reader = Redis(connection_pool=pool, single_connection_client=True)
+        self._acker = Redis(connection_pool=pool, single_connection_client=True)
         self.owned: dict[int, Held] = {}  # partition -> our acquisition
         self.reading: set[int] = set()  # owned partitions whose new entries we read
         # This process's consumer group on the streams it owns: a new owner destroys it, which
@@ -427,6 +433,9 @@ class KindHost:
         await self._commits.close()
         await self._finishes.close()
         await self._loads.close()
+        for connection in (self._reader, self._acker):
+            with contextlib.suppress(Exception):
+                await connection.aclose()  # back to the pool
         for partition, held in list(self.owned.items()):
             self._lose(partition)
             with contextlib.suppress(Exception):
@@ -600,7 +609,7 @@ class KindHost:
             return 0
         room = max(1, min(READ_BATCH, (self._max_in_flight - self._in_flight) // len(holds)))
         streams = {self._stream(partition): ">" for partition in holds}
-        found: Any = await self.redis.xreadgroup(
+        found: Any = await self._reader.xreadgroup(
             self.group,
             self.owner,
             streams,  # type: ignore[arg-type]
@@ -884,7 +893,7 @@ class KindHost:
         redelivery after it fired."""
         keys, args = self._finish_arguments(done)
         if not any(item.schedule or item.cancel or item.entry.starts for item in done):
-            await self._finish_script(keys=keys, args=args)
+            await self._finish_script(keys=keys, args=args, client=self._acker)
             return
         async with self.redis.pipeline(transaction=True) as pipe:
             for item in done:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import asyncpg
 import orjson
+import pytest
 from redis.asyncio import Redis
 
 from actors import store
@@ -17,6 +18,7 @@ from actors.batching import GroupCommit
 from actors.runtime import Runtime
 from actors.testing.counter import Counter
 from config.settings import Settings
+from deer import db
 from deer.db import asyncpg_url
 from tests.actors_support import actor_rows, eventually
 from tests.actors_support import fast as fast
@@ -214,3 +216,57 @@ async def test_idle_waits_for_the_batches_in_flight_within_its_bound() -> None:
     release.set()
     assert await stuck == 2
     await group.close()
+
+
+async def test_held_connections_are_kept_reused_and_replaced(fast: Settings) -> None:
+    """The runtime's batches run on connections it keeps (no pool round trip each): a refused
+    statement keeps its connection, a killed or cancelled one is given back and replaced, and
+    no more than `keep` stay held once the statements are done."""
+    pool = db.Database(fast)
+    await pool.open()
+    held = store.HeldConnections(keep=1)
+    assert fast.database_url is not None
+    admin = await asyncpg.connect(asyncpg_url(fast.database_url.get_secret_value()))
+
+    async def backend() -> int:
+        rows = await held.fetch("SELECT pg_backend_pid() AS pid")
+        return int(rows[0]["pid"])
+
+    def in_use() -> int:
+        found = pool.pool()
+        assert found is not None
+        return int(found.get_size()) - int(found.get_idle_size())
+
+    try:
+        first = await backend()
+        assert await backend() == first  # kept between statements
+        baseline = in_use()
+        with pytest.raises(asyncpg.DivisionByZeroError):
+            await held.fetch("SELECT 1 / 0")
+        assert await backend() == first  # refused by PostgreSQL: the connection is sound
+
+        await admin.execute("SELECT pg_terminate_backend($1)", first)
+        failed = False
+        try:
+            await backend()
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+            failed = True
+        second = await backend() if failed else first
+        assert second != first  # the dead one was given back, a new one taken
+
+        slow = asyncio.create_task(held.fetch("SELECT pg_sleep(10)"))
+        await asyncio.sleep(0.2)
+        slow.cancel()
+        await asyncio.gather(slow, return_exceptions=True)
+        async with asyncio.timeout(5):
+            assert await backend() > 0  # not "another operation is in progress"
+
+        together = [held.fetch("SELECT pg_sleep(0.1)") for _ in range(3)]
+        await asyncio.gather(*together)
+        assert in_use() == baseline  # three taken at once, one kept
+        await held.close()
+        assert in_use() == baseline - 1
+    finally:
+        await held.close()
+        await admin.close()
+        await pool.close()

@@ -25,7 +25,7 @@ ARGUMENTS: list[tuple[Any, ...]] = [
 async def test_commands_are_packed_as_redis_py_packs_them(settings: Settings, args: Any) -> None:
     redis = create_redis(settings)
     try:
-        ours = redis.connection_pool.make_connection()
+        ours = redis.connection_pool.make_connection()  # type: ignore[no-untyped-call]
         plain = Connection()
         assert b"".join(ours.pack_command(*args)) == b"".join(plain.pack_command(*args))
     finally:
@@ -71,7 +71,7 @@ def test_every_kind_of_url_gets_a_packing_connection() -> None:
         ("redis://127.0.0.1:6379/0", Connection),
         ("unix:///run/redis.sock?db=0", UnixDomainSocketConnection),
     ):
-        settings = Settings(_env_file=None, redis_url=url)  # type: ignore[call-arg]
+        settings = Settings(_env_file=None, redis_url=url)
         redis = create_redis(settings)
         connection_class = redis.connection_pool.connection_class
         assert issubclass(connection_class, base)
