@@ -47,7 +47,7 @@ from actors.batching import GroupCommit
 from actors.leases import Leases, lease_key, lease_value
 from actors.outbox import OutboxRelay
 from config.settings import Settings
-from deer.cache import key
+from deer.cache import DirectScript, key
 from deer.errors import DeerError
 
 log = logging.getLogger(__name__)
@@ -1078,7 +1078,7 @@ class Runtime:
         self.turns = asyncio.Semaphore(settings.actor_concurrency)
         # The hosts' commits and loads: a connection per batch in flight, kept between them.
         self.held = store.HeldConnections(keep=settings.actor_commits_in_flight + 1)
-        self._append_script = redis.register_script(APPEND)
+        self._append = DirectScript(redis, APPEND, settings.redis_pool_max)
         self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
         self.replies = Replies(settings, redis, self.process_id)
         # Hosts relay the outbox (one at a time across processes: an advisory lock).
@@ -1110,17 +1110,18 @@ class Runtime:
             await host.close(wait)
         await self.held.close()
         await self.replies.close()
+        await self._append.close()
         self._started = False
 
-    async def _append(
+    async def _send(
         self, kind: str, key_: str, command: JsonObject, command_id: str, reply_to: str
     ) -> None:
         """Append the command to its partition's stream; `Overloaded` if that one is full."""
         partition = partition_of(key_, self.partitions(kind))
         limit = self.settings.actor_max_stream_length
-        appended = await self._append_script(
-            keys=[stream_key(self.settings, kind, partition)],
-            args=[limit, command_id, key_, orjson.dumps(command), reply_to],
+        appended = await self._append(
+            [stream_key(self.settings, kind, partition)],
+            [limit, command_id, key_, orjson.dumps(command), reply_to],
         )
         if appended is None:
             raise Overloaded(kind, partition)
@@ -1130,7 +1131,7 @@ class Runtime:
 
         Raises `Overloaded` (503, nothing sent) when the partition's stream is full."""
         command_id = uuid.uuid4().hex
-        await self._append(kind, key_, command, command_id, "")
+        await self._send(kind, key_, command, command_id, "")
         return command_id
 
     async def ask(
@@ -1151,7 +1152,7 @@ class Runtime:
         future: asyncio.Future[CommandResult] = asyncio.get_running_loop().create_future()
         self.replies.waiting[command_id] = future
         try:
-            await self._append(kind, key_, command, command_id, self.process_id)
+            await self._send(kind, key_, command, command_id, self.process_id)
             result = await asyncio.wait_for(
                 future, self.settings.actor_ask_timeout if timeout is None else timeout
             )

@@ -45,7 +45,7 @@ class HeldConnections:
         self._wrappers: dict[asyncpg.Connection, PoolConnectionWrapper[Any]] = {}
 
     async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]:
-        connection = self._idle.pop() if self._idle else await self._acquire()
+        connection = await self._take()
         try:
             rows: list[asyncpg.Record] = await connection.fetch(query, *args)
         except asyncpg.PostgresError:
@@ -62,6 +62,14 @@ class HeldConnections:
         for connection in idle:
             with contextlib.suppress(Exception):
                 await self._give_back(connection)
+
+    async def _take(self) -> asyncpg.Connection:
+        while self._idle:
+            connection = self._idle.pop()
+            if not connection.is_closed():
+                return connection
+            await self._give_back(connection)  # closed while kept (PostgreSQL restarted)
+        return await self._acquire()
 
     async def _acquire(self) -> asyncpg.Connection:
         wrapper = connections.get(CONNECTION).acquire_connection()

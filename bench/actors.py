@@ -48,7 +48,7 @@ from actors.base import Actor, CommandResult, JsonObject, Outcome, Overloaded
 from actors.leases import lease_key
 from actors.runtime import Runtime, encode_result
 from config.settings import Settings, load_settings
-from deer.cache import create_redis, key
+from deer.cache import DirectCommands, create_redis, key
 from run import run_async
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -242,6 +242,8 @@ class CeilingClient:
         self.process_id = uuid.uuid4().hex[:16]
         self.waiting: dict[str, asyncio.Future[None]] = {}
         self.pubsub = redis.pubsub()
+        # As the runtime appends: over connections kept for it (deer.cache.DirectCommands).
+        self.commands = DirectCommands(redis, settings.redis_pool_max)
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -263,8 +265,8 @@ class CeilingClient:
         future = asyncio.get_running_loop().create_future()
         self.waiting[command_id] = future
         stream = ceiling_stream(self.settings, zlib.crc32(key_.encode()) % STREAMS)
-        fields: dict[Any, Any] = {"id": command_id, "key": key_, "body": orjson.dumps(command)}
-        await self.redis.xadd(stream, {**fields, "reply": self.process_id})
+        fields = ["id", command_id, "key", key_, "body", orjson.dumps(command)]
+        await self.commands.execute("XADD", stream, "*", *fields, "reply", self.process_id)
         await asyncio.wait_for(future, 10)
 
     async def close(self) -> None:
@@ -273,6 +275,7 @@ class CeilingClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._listener
         await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.commands.close()
 
 
 Ask = Callable[[str, JsonObject], Awaitable[Any]]

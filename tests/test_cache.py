@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 from redis.asyncio.connection import Connection, UnixDomainSocketConnection
-from redis.exceptions import DataError
+from redis.exceptions import DataError, ResponseError
 
 from config.settings import Settings
-from deer.cache import create_redis, key
+from deer.cache import DirectScript, create_redis, key
 
 ARGUMENTS: list[tuple[Any, ...]] = [
     ("SET", "k", "value"),
@@ -76,3 +77,52 @@ def test_every_kind_of_url_gets_a_packing_connection() -> None:
         connection_class = redis.connection_pool.connection_class
         assert issubclass(connection_class, base)
         assert connection_class is not base
+
+
+INCREMENT = "return redis.call('INCRBY', KEYS[1], ARGV[1])"
+# Runs for about 0.1 s (a script cannot block on a key: BLPOP in one returns at once).
+BUSY = """
+local start = redis.call('TIME')
+repeat
+  local now = redis.call('TIME')
+until (now[1] - start[1]) * 1000000 + now[2] - start[2] > 100000
+return redis.call('INCR', KEYS[1])
+"""
+
+
+async def test_a_direct_script_runs_on_kept_connections(settings: Settings) -> None:
+    """Loaded on first use and again after a SCRIPT FLUSH; an error reply keeps the connection;
+    a command cancelled mid-way closes its connection; at most `limit` commands at once."""
+    redis = create_redis(settings)
+    script = DirectScript(redis, INCREMENT, limit=2)
+    counter = key(settings, "direct")
+    try:
+        assert await script([counter], [2]) == 2
+        assert await script([counter], [3]) == 5
+        await redis.script_flush()
+        assert await script([counter], [1]) == 6  # not loaded any more: EVAL, once
+        with pytest.raises(ResponseError):
+            await script([counter], ["not a number"])
+        assert await script([counter], [1]) == 7
+
+        busy = DirectScript(redis, BUSY, limit=2)
+        waiting = asyncio.create_task(busy([counter + ":busy"], []))
+        await asyncio.sleep(0.03)  # sent, its reply not read yet
+        waiting.cancel()
+        await asyncio.gather(waiting, return_exceptions=True)
+        assert busy._idle == []  # closed: its reply would be read by the next command
+        # Its own reply (the cancelled one ran too: 1), not the cancelled command's.
+        assert await busy([counter + ":busy"], []) == 2
+        await busy.close()
+
+        slow = DirectScript(
+            redis, "redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])", limit=2
+        )
+        results = await asyncio.gather(*(slow([counter + ":n"], []) for _ in range(10)))
+        assert sorted(int(value) for value in results) == list(range(1, 11))
+        assert len(slow._idle) <= 2  # never more than `limit` connections made
+        await slow.close()
+    finally:
+        await script.close()
+        await redis.delete(counter, counter + ":n", counter + ":busy")
+        await redis.aclose(close_connection_pool=True)
