@@ -1078,7 +1078,7 @@ class Runtime:
         self.turns = asyncio.Semaphore(settings.actor_concurrency)
         # The hosts' commits and loads: a connection per batch in flight, kept between them.
         self.held = store.HeldConnections(keep=settings.actor_commits_in_flight + 1)
-        self._append = DirectScript(redis, APPEND, settings.redis_pool_max)
+        self._append = DirectScript(redis, APPEND, keep=settings.redis_pool_max // 2)
         self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
         self.replies = Replies(settings, redis, self.process_id)
         # Hosts relay the outbox (one at a time across processes: an advisory lock).

@@ -243,7 +243,7 @@ class CeilingClient:
         self.waiting: dict[str, asyncio.Future[None]] = {}
         self.pubsub = redis.pubsub()
         # As the runtime appends: over connections kept for it (deer.cache.DirectCommands).
-        self.commands = DirectCommands(redis, settings.redis_pool_max)
+        self.commands = DirectCommands(redis, keep=settings.redis_pool_max // 2)
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -97,52 +96,59 @@ async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
 
 
 class DirectCommands:
-    """Commands sent by many tasks at once over connections kept for them outside the pool,
-    for a hot path (an actor ask's append). redis-py's blocking pool takes a condition, a
-    timeout and a readiness check (a system call) per command: two fifths of an ask's CPU in
-    the asking process.
+    """Commands sent by many tasks at once over pool connections kept between commands, for a
+    hot path (an actor ask's append). redis-py's blocking pool takes a condition, a timeout and
+    a readiness check (a system call) per command: two fifths of an ask's CPU in the asking
+    process. Here a command takes a kept connection when one is idle and goes to the pool only
+    when none is (which bounds them all); up to `keep` stay kept after their command, the
+    others go back. They stay the pool's, so closing the pool closes them too.
 
-    At most `limit` commands at once, each on a connection of its own. A failed command is not
-    retried (an append must not happen twice); a connection that failed or was cancelled
-    mid-command is closed, never reused; one that Redis answered with an error is.
+    A failed command is not retried (an append must not happen twice). A connection that failed
+    or was cancelled mid-command is closed before it goes back (its late reply would answer the
+    next command); one that Redis answered with an error is kept.
     """
 
-    def __init__(self, redis: Redis, limit: int) -> None:
+    def __init__(self, redis: Redis, keep: int) -> None:
         self._pool = redis.connection_pool
+        self._keep = keep
         self._idle: list[AbstractConnection] = []
-        self._room = asyncio.Semaphore(limit)
 
     async def execute(self, *args: Any) -> Any:
-        async with self._room:
-            if self._idle:
-                connection = self._idle.pop()
-            else:
-                pool = self._pool
-                connection = pool.connection_class(**pool.connection_kwargs)
-            try:
-                await connection.send_command(*args)
-                reply = await connection.read_response()
-            except ResponseError:
-                self._idle.append(connection)  # refused by Redis: the connection is sound
-                raise
-            except BaseException:
-                await connection.disconnect(nowait=True)
-                raise
+        if self._idle:
+            connection = self._idle.pop()
+        else:
+            connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
+        try:
+            await connection.send_command(*args)
+            reply = await connection.read_response()
+        except ResponseError:
+            await self._put_back(connection)  # refused by Redis: the connection is sound
+            raise
+        except BaseException:
+            await connection.disconnect(nowait=True)
+            await self._pool.release(connection)
+            raise
+        await self._put_back(connection)
+        return reply
+
+    async def _put_back(self, connection: AbstractConnection) -> None:
+        if len(self._idle) < self._keep:
             self._idle.append(connection)
-            return reply
+        else:
+            await self._pool.release(connection)
 
     async def close(self) -> None:
         idle, self._idle = self._idle, []
         for connection in idle:
             with contextlib.suppress(Exception):
-                await connection.disconnect()
+                await self._pool.release(connection)
 
 
 class DirectScript(DirectCommands):
     """One Lua script run through `DirectCommands`: by its SHA1, loaded when Redis lacks it."""
 
-    def __init__(self, redis: Redis, script: str, limit: int) -> None:
-        super().__init__(redis, limit)
+    def __init__(self, redis: Redis, script: str, keep: int) -> None:
+        super().__init__(redis, keep)
         self._script = script
         self._sha = hashlib.sha1(script.encode()).hexdigest()
 

@@ -92,9 +92,9 @@ return redis.call('INCR', KEYS[1])
 
 async def test_a_direct_script_runs_on_kept_connections(settings: Settings) -> None:
     """Loaded on first use and again after a SCRIPT FLUSH; an error reply keeps the connection;
-    a command cancelled mid-way closes its connection; at most `limit` commands at once."""
+    a command cancelled mid-way closes its connection; at most `keep` are kept."""
     redis = create_redis(settings)
-    script = DirectScript(redis, INCREMENT, limit=2)
+    script = DirectScript(redis, INCREMENT, keep=2)
     counter = key(settings, "direct")
     try:
         assert await script([counter], [2]) == 2
@@ -105,7 +105,7 @@ async def test_a_direct_script_runs_on_kept_connections(settings: Settings) -> N
             await script([counter], ["not a number"])
         assert await script([counter], [1]) == 7
 
-        busy = DirectScript(redis, BUSY, limit=2)
+        busy = DirectScript(redis, BUSY, keep=2)
         waiting = asyncio.create_task(busy([counter + ":busy"], []))
         await asyncio.sleep(0.03)  # sent, its reply not read yet
         waiting.cancel()
@@ -116,11 +116,11 @@ async def test_a_direct_script_runs_on_kept_connections(settings: Settings) -> N
         await busy.close()
 
         slow = DirectScript(
-            redis, "redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])", limit=2
+            redis, "redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])", keep=2
         )
         results = await asyncio.gather(*(slow([counter + ":n"], []) for _ in range(10)))
         assert sorted(int(value) for value in results) == list(range(1, 11))
-        assert len(slow._idle) <= 2  # never more than `limit` connections made
+        assert len(slow._idle) == 2  # ten at once, two kept, the others back in the pool
         await slow.close()
     finally:
         await script.close()
