@@ -284,14 +284,15 @@ class Entry:
 
     @classmethod
     def parse(cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any]) -> Entry:
-        get = {_text(name): value for name, value in fields.items()}
+        if b"id" not in fields:  # a client that decodes responses: field names are text
+            fields = {_text(name).encode(): value for name, value in fields.items()}
         return cls(
             partition=partition,
             message_id=_text(message_id),
-            command_id=_text(get["id"]),
-            key=_text(get["key"]),
-            body=orjson.loads(get["body"]),
-            reply_to=_text(get.get("reply", b"")),
+            command_id=_text(fields[b"id"]),
+            key=_text(fields[b"key"]),
+            body=orjson.loads(fields[b"body"]),
+            reply_to=_text(fields.get(b"reply", b"")),
         )
 
 
@@ -401,9 +402,13 @@ class KindHost:
         renew, ttl = self.settings.actor_lease_renew, self.settings.actor_lease_ttl
         self._release_wait = max(0.05, ttl - 2 * renew)
         self._first = zlib.crc32(self.owner.encode()) % self.partitions  # spreads first picks
+        # Named once: every read names each partition read, every batch each one acknowledged.
+        self._streams = [stream_key(self.settings, self.kind, p) for p in range(self.partitions)]
+        self._outcomes = outcome_key(self.settings, "")  # + a command id: its outcome's key
+        self._channels = reply_channel(self.settings, "")  # + a process id: its reply channel
 
     def _stream(self, partition: int) -> str:
-        return stream_key(self.settings, self.kind, partition)
+        return self._streams[partition]
 
     # --- life cycle -------------------------------------------------------------------
 
@@ -914,11 +919,11 @@ class KindHost:
         acks: dict[int, list[str]] = {}
         for item in done:
             entry = item.entry
-            keys.append(outcome_key(self.settings, entry.command_id))
+            keys.append(self._outcomes + entry.command_id)
             if item.result is None:
                 args += ["", ""]
             else:
-                channel = reply_channel(self.settings, entry.reply_to) if entry.reply_to else ""
+                channel = self._channels + entry.reply_to if entry.reply_to else ""
                 args += [encode_result(item.result), channel]
             acks.setdefault(entry.partition, []).append(entry.message_id)
         for partition, message_ids in acks.items():
