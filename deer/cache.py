@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 from collections.abc import AsyncIterator
@@ -95,6 +96,13 @@ async def redis_client(settings: Settings) -> AsyncIterator[Redis]:
         await client.aclose(close_connection_pool=True)
 
 
+def _closed_by_peer(connection: AbstractConnection) -> bool:
+    """Whether Redis closed this idle connection (its end of stream already read by the event
+    loop): a look at the stream, no system call, unlike the pool's readiness check."""
+    reader: asyncio.StreamReader | None = getattr(connection, "_reader", None)
+    return reader is not None and (reader.at_eof() or reader.exception() is not None)
+
+
 class DirectCommands:
     """Commands sent by many tasks at once over pool connections kept between commands, for a
     hot path (an actor ask's append). redis-py's blocking pool takes a condition, a timeout and
@@ -116,6 +124,8 @@ class DirectCommands:
     async def execute(self, *args: Any) -> Any:
         if self._idle:
             connection = self._idle.pop()
+            if _closed_by_peer(connection):  # Redis restarted or dropped it while kept
+                await connection.disconnect()  # and the send below connects again
         else:
             connection = await self._pool.get_connection()  # type: ignore[no-untyped-call]
         try:

@@ -115,6 +115,14 @@ async def test_a_direct_script_runs_on_kept_connections(settings: Settings) -> N
         assert await busy([counter + ":busy"], []) == 2
         await busy.close()
 
+        # Redis drops the kept connections (as when it restarts): the next command connects
+        # again instead of failing on a dead one.
+        kept = await script.execute("CLIENT", "ID")  # the one connection kept so far
+        assert await redis.client_kill_filter(_id=kept) == 1
+        await asyncio.sleep(0.1)
+        assert await script([counter], [1]) == 8
+        assert await script.execute("CLIENT", "ID") != kept
+
         slow = DirectScript(
             redis, "redis.call('INCR', KEYS[1]); return redis.call('GET', KEYS[1])", keep=2
         )
