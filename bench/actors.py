@@ -8,8 +8,9 @@ What one run does (PostgreSQL on 127.0.0.1:5432, a `deer_actors_bench` database 
 migrates and drops; Redis database 15 under a namespace of its own, deleted at the end):
 
 1. **Redis ceiling**, with 1 and then 2 server processes: the same shape of work without the
-   runtime. The bench process XADDs `{id, key, body, reply}` to one of 16 streams and waits on
-   its pub/sub channel; each server process reads its share of the streams with XREADGROUP
+   runtime. The bench process XADDs `{id, key, body, reply}` to one of 16 streams (over kept
+   connections, `deer.cache.DirectCommands`, as the runtime appends) and waits on its pub/sub
+   channel; each server process reads its share of the streams with XREADGROUP
    (COUNT 100), publishes a reply of the runtime's shape and XACKs.
 2. **Actor asks**, with 1 and then 2 worker processes (`run_worker` hosting an `Echo` actor,
    16 partitions): the bench process asks through a sender `Runtime`.
