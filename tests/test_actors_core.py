@@ -23,7 +23,15 @@ from actors.base import (
 )
 from actors.leases import Leases, lease_key
 from actors.outbox import OutboxRelay, events_key
-from actors.runtime import Entry, KindHost, Runtime, dead_letter_key, stream_key
+from actors.runtime import (
+    Entry,
+    KindHost,
+    Runtime,
+    dead_letter_key,
+    decode_results,
+    encode_result,
+    stream_key,
+)
 from actors.testing.counter import Counter
 from config.settings import Settings
 from deer.errors import Conflict
@@ -451,3 +459,34 @@ async def test_outbox_publishes_each_event_once_across_a_relay_crash(
     assert [orjson.loads(fields[b"event"]) for _, fields in events] == [
         {"type": "counter.added", "key": "42", "count": count} for count in range(1, 6)
     ]
+
+
+async def test_replies_from_a_batch_and_from_an_earlier_version_reach_their_asks(
+    fast: Settings, redis: Redis
+) -> None:
+    """A worker publishes one JSON array per asking process and batch; a single outcome (a
+    worker of an earlier version) is understood too. Outcomes of other asks are ignored."""
+    sender = Runtime(fast, redis)
+    await sender.start()
+    loop = asyncio.get_running_loop()
+    waiting = {name: loop.create_future() for name in ("a", "b", "c")}
+    try:
+        sender.replies.waiting.update(waiting)
+        batch = [CommandResult("a", True, 1), CommandResult("gone", True, 2)]
+        await redis.publish(
+            sender.replies.channel, b"[" + b",".join(map(encode_result, batch)) + b"]"
+        )
+        await redis.publish(
+            sender.replies.channel, encode_result(CommandResult("b", False, None, "x"))
+        )
+        await redis.publish(sender.replies.channel, encode_result(CommandResult("c", True, [3])))
+        async with asyncio.timeout(5):
+            results = [await waiting[name] for name in ("a", "b", "c")]
+        assert [(r.command_id, r.ok, r.reply, r.error) for r in results] == [
+            ("a", True, 1, None),
+            ("b", False, None, "x"),
+            ("c", True, [3], None),
+        ]
+        assert decode_results(encode_result(batch[1])) == [batch[1]]
+    finally:
+        await sender.close()
