@@ -47,7 +47,7 @@ from actors.batching import GroupCommit
 from actors.leases import Leases, lease_key, lease_value
 from actors.outbox import OutboxRelay
 from config.settings import Settings
-from deer.cache import DirectScript, key
+from deer.cache import DirectCommands, DirectScript, key
 from deer.errors import DeerError
 
 log = logging.getLogger(__name__)
@@ -283,7 +283,11 @@ class Entry:
         return self.starts + 1
 
     @classmethod
-    def parse(cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any]) -> Entry:
+    def parse(
+        cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any] | Sequence[Any]
+    ) -> Entry:
+        if not isinstance(fields, Mapping):  # as Redis sends them: names and values in turn
+            fields = dict(zip(fields[::2], fields[1::2], strict=True))
         if b"id" not in fields:  # a client that decodes responses: field names are text
             fields = {_text(name).encode(): value for name, value in fields.items()}
         return cls(
@@ -363,12 +367,11 @@ class KindHost:
         self.owner = runtime.process_id
         self.partitions = runtime.partitions(actor.kind)
         self.leases = Leases(self.settings, self.redis, self.kind, self.owner)
-        # The reader's and the acknowledgements' own connections (one command at a time each):
-        # no pool acquire and release per read or per batch, which redis-py's pool guards with a
-        # lock, a timeout and a readiness check (a system call) each time.
-        pool = runtime.redis.connection_pool
-        self._reader = Redis(connection_pool=pool, single_connection_client=True)
-        self._acker = Redis(connection_pool=pool, single_connection_client=True)
+        # The reads and the acknowledgements each over a pool connection kept for them (one
+        # command at a time each), sent and parsed directly: no pool acquire and release per
+        # read or per batch, nor redis-py's per-command machinery (`deer.cache.DirectCommands`).
+        self._reader = DirectCommands(runtime.redis, keep=1)
+        self._acker = DirectScript(runtime.redis, FINISH, keep=1)
         self.owned: dict[int, Held] = {}  # partition -> our acquisition
         self.reading: set[int] = set()  # owned partitions whose new entries we read
         # This process's consumer group on the streams it owns: a new owner destroys it, which
@@ -386,7 +389,6 @@ class KindHost:
         self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
         in_flight = self.settings.actor_commits_in_flight
-        self._finish_script = runtime.redis.register_script(FINISH)
         self._take_group = runtime.redis.register_script(TAKE_GROUP)
         self._commits = GroupCommit[store.Turn, int](
             self._commit_turns, limit=COMMIT_BATCH, concurrency=in_flight
@@ -438,9 +440,8 @@ class KindHost:
         await self._commits.close()
         await self._finishes.close()
         await self._loads.close()
-        for connection in (self._reader, self._acker):
-            with contextlib.suppress(Exception):
-                await connection.aclose()  # back to the pool
+        for direct in (self._reader, self._acker):
+            await direct.close()  # the kept connections back to the pool
         for partition, held in list(self.owned.items()):
             self._lose(partition)
             with contextlib.suppress(Exception):
@@ -546,6 +547,7 @@ class KindHost:
                 if await self._read_once():
                     # What arrives while commits run waits for the next batch anyway: read it
                     # once they are done (bounded), in one read, not in several small ones.
+                    await asyncio.sleep(0)  # the turns just routed reach their commit first
                     await self._commits.idle(READ_HOLD)
                 backoff = HANDLE_BACKOFF
             except Exception as exc:
@@ -613,18 +615,15 @@ class KindHost:
             await asyncio.sleep(self._wake_ms / 1000)
             return 0
         room = max(1, min(READ_BATCH, (self._max_in_flight - self._in_flight) // len(holds)))
-        streams = {self._stream(partition): ">" for partition in holds}
-        found: Any = await self._reader.xreadgroup(
-            self.group,
-            self.owner,
-            streams,  # type: ignore[arg-type]
-            count=room,
-            block=self._wake_ms,
-        )
+        names = [self._stream(partition) for partition in holds]
+        found: Any = await self._reader.execute(
+            "XREADGROUP", "GROUP", self.group, self.owner, "COUNT", room,
+            "BLOCK", self._wake_ms, "STREAMS", *names, *[">"] * len(names),
+        )  # fmt: skip
         if not found:
             return 0
-        named = dict(zip(streams, holds, strict=True))
-        read = found.items() if isinstance(found, dict) else found  # RESP3: a dict
+        named = dict(zip(names, holds, strict=True))
+        read = found.items() if isinstance(found, dict) else found  # RESP3: a map
         routed = 0
         for stream, entries in read:
             partition = named[_text(stream)]
@@ -898,7 +897,7 @@ class KindHost:
         redelivery after it fired."""
         keys, args = self._finish_arguments(done)
         if not any(item.schedule or item.cancel or item.entry.starts for item in done):
-            await self._finish_script(keys=keys, args=args, client=self._acker)
+            await self._acker(keys, args)
             return
         async with self.redis.pipeline(transaction=True) as pipe:
             for item in done:

@@ -4,8 +4,9 @@ beside the Redis ceiling measured in the same run; then a worker's memory after 
     .venv/bin/python -m bench.actors                              # about 1.5 minutes
     .venv/bin/python -m bench.actors --duration 5 --memory-keys 100000
 
-What one run does (PostgreSQL on 127.0.0.1:5432, a `deer_actors_bench` database it creates,
-migrates and drops; Redis database 15 under a namespace of its own, deleted at the end):
+What one run does (PostgreSQL on 127.0.0.1:5432 or `--postgres`, a `deer_actors_bench` database
+it creates, migrates and drops; Redis database 15 or `--redis-url`, under a namespace of its
+own, deleted at the end):
 
 1. **Redis ceiling**, with 1 and then 2 server processes: the same shape of work without the
    runtime. The bench process XADDs `{id, key, body, reply}` to one of 16 streams (over kept
@@ -16,7 +17,11 @@ migrates and drops; Redis database 15 under a namespace of its own, deleted at t
    16 partitions): the bench process asks through a sender `Runtime`.
    Each of these loads is closed: `--concurrency` askers, each waiting for its reply before the
    next ask, over `--keys` keys; then the same target is paced at half its peak rate (asks
-   started on a fixed schedule) for the latency at a sustainable load.
+   started on a fixed schedule) for the latency at a sustainable load, then at the fixed
+   `--paced` rates. Every load reports the CPU each process used per ask while it was
+   measured. The bench process collects and freezes its heap before the loads, as a serving
+   process does once started (`deer.heap`): the garbage of the migrations, collected in the
+   middle of a load, was a pause of 80-95 ms.
 3. **Memory**: one worker, `--memory-keys` distinct keys told once each; its RSS before, after
    they were all committed, and after a passivation sweep (`DEER_ACTOR_IDLE_TIMEOUT`=2 s).
 """
@@ -38,6 +43,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Final
+from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import orjson
@@ -50,6 +56,7 @@ from actors.leases import lease_key
 from actors.runtime import Runtime, encode_result
 from config.settings import Settings, load_settings
 from deer.cache import DirectCommands, create_redis, key
+from deer.heap import settle_heap
 from run import run_async
 
 ROOT: Final = Path(__file__).resolve().parent.parent
@@ -83,7 +90,7 @@ class Load:
     asks: int
     seconds: float
     latencies: list[float]
-    # CPU seconds used while measured (peak only), by part: "server" (the ceiling's server or
+    # CPU seconds used while measured, by part: "server" (the ceiling's server or
     # the actor workers), "redis", "postgres" (the bench database's backends), "client" (this
     # process: the askers, and the sender runtime).
     cpu: dict[str, float] = field(default_factory=dict)
@@ -105,17 +112,26 @@ class Load:
 
 
 def bench_settings(
-    redis_url: str, namespace: str, database: str = BENCH_DATABASE, **changes: Any
+    redis_url: str,
+    namespace: str,
+    database: str = BENCH_DATABASE,
+    postgres: str = POSTGRES_SERVER,
+    **changes: Any,
 ) -> Settings:
     return load_settings(
         _env_file=None,
-        database_url=f"{POSTGRES_SERVER}/{database}",
+        database_url=database_url(postgres, database),
         redis_url=redis_url,
         redis_namespace=namespace,
         log_level="WARNING",
         actor_partitions=STREAMS,
         **changes,
     )
+
+
+def database_url(postgres: str, database: str) -> str:
+    """The URL of `database` on the server `postgres` names (its own database part ignored)."""
+    return urlunsplit(urlsplit(postgres)._replace(path=f"/{database}"))
 
 
 def ceiling_stream(settings: Settings, index: int) -> str:
@@ -370,33 +386,36 @@ async def measure(
     settings: Settings,
     redis: Redis,
 ) -> list[Load]:
-    """The peak (closed load, with the CPU each part used while measured), then half of it
-    paced."""
-    used: list[dict[str, float]] = []
-
-    async def meter() -> None:
-        await asyncio.sleep(args.warmup)
-        watched = await watched_processes(settings, redis, servers)
-        used.append({part: cpu_seconds(found) for part, found in watched.items()})
-        await asyncio.sleep(args.duration)
-        used.append({part: cpu_seconds(found) for part, found in watched.items()})
-
-    metering = asyncio.create_task(meter())
+    """The peak (closed load), then half of it paced, then the fixed `--paced` rates; each
+    with the CPU every part used while it was measured."""
+    settle_heap()  # as a serving process does once started (`deer.heap`)
     processes = len(servers)
-    peak = Load(target, processes, "peak", *await closed_load(ask, args))
-    await metering
-    peak.cpu = {part: used[1][part] - used[0][part] for part in CPU_PARTS}
-    paced = [Load(target, processes, "half", *await paced_load(ask, peak.rate / 2, args))]
+
+    async def metered(mode: str, load: Awaitable[tuple[int, float, list[float]]]) -> Load:
+        async def meter() -> dict[str, float]:
+            await asyncio.sleep(args.warmup)  # the loads measure after the same warm-up
+            watched = await watched_processes(settings, redis, servers)
+            before = {part: cpu_seconds(found) for part, found in watched.items()}
+            await asyncio.sleep(args.duration)
+            return {part: cpu_seconds(found) - before[part] for part, found in watched.items()}
+
+        metering = asyncio.create_task(meter())
+        measured = Load(target, processes, mode, *await load)
+        measured.cpu = await metering
+        return measured
+
+    peak = await metered("peak", closed_load(ask, args))
+    loads = [peak, await metered("half", paced_load(ask, peak.rate / 2, args))]
     for rate in args.paced:
-        paced.append(Load(target, processes, f"{rate:g}/s", *await paced_load(ask, rate, args)))
-    for load in (peak, *paced):
+        loads.append(await metered(f"{rate:g}/s", paced_load(ask, rate, args)))
+    for load in loads:
         print(
             f"  {target}, {processes} process(es), {load.mode}: {load.rate:,.0f}/s,"
-            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms"
-            + (f", server CPU {load.cpu_per_ask('server'):.0f} us/ask" if load.cpu else ""),
+            f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms,"
+            f" CPU {sum(load.cpu_per_ask(part) for part in CPU_PARTS):.0f} us/ask",
             flush=True,
         )
-    return [peak, *paced]
+    return loads
 
 
 def asker(sender: Runtime) -> Ask:
@@ -466,8 +485,8 @@ async def memory(settings: Settings, redis: Redis, keys_: int) -> dict[str, floa
 # --- the run ---------------------------------------------------------------------------
 
 
-async def admin(sql: str) -> None:
-    connection = await asyncpg.connect(f"{POSTGRES_SERVER}/postgres")
+async def admin(postgres: str, sql: str) -> None:
+    connection = await asyncpg.connect(database_url(postgres, "postgres"))
     try:
         await connection.execute(sql)
     finally:
@@ -490,9 +509,9 @@ async def run(args: argparse.Namespace) -> None:
     from deer import db
 
     namespace = f"bench-actors-{uuid.uuid4().hex[:8]}"
-    settings = bench_settings(args.redis_url, namespace, args.database)
-    await admin(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
-    await admin(f'CREATE DATABASE "{args.database}"')
+    settings = bench_settings(args.redis_url, namespace, args.database, args.postgres)
+    await admin(args.postgres, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+    await admin(args.postgres, f'CREATE DATABASE "{args.database}"')
     await db.migrate(settings)
     redis = create_redis(settings)  # the runtime's own pool: blocking, bounded
     loads: list[Load] = []
@@ -522,7 +541,7 @@ async def run(args: argparse.Namespace) -> None:
         if found:
             await redis.unlink(*found)
         await redis.aclose(close_connection_pool=True)
-        await admin(f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
+        await admin(args.postgres, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     report(loads, mem, args)
 
 
@@ -606,6 +625,9 @@ def main() -> int:
     )
     parser.add_argument("--skip-ceiling", action="store_true", help="measure the actors only")
     parser.add_argument("--redis-url", default=DEFAULT_REDIS_URL)
+    parser.add_argument(
+        "--postgres", default=POSTGRES_SERVER, help="the PostgreSQL server (any database part)"
+    )
     parser.add_argument(
         "--database", default=BENCH_DATABASE, help="made, migrated and dropped by the run"
     )

@@ -12,6 +12,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from actors import runtime as runtime_module
 from actors import store
 from actors.base import StaleOwner, VersionConflict
 from actors.batching import GroupCommit
@@ -271,3 +272,45 @@ async def test_held_connections_are_kept_reused_and_replaced(fast: Settings) -> 
         await held.close()
         await admin.close()
         await pool.close()
+
+
+async def test_a_read_waits_for_the_commit_of_the_turns_it_brought(
+    fast: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a read that brought entries, the reader reads again once their turns are
+    committed (within `READ_HOLD`), not while the commit runs: what arrives meanwhile comes in
+    one read and one batch after it. Its own turns reach the commit before it looks."""
+    monkeypatch.setattr(runtime_module, "READ_HOLD", 5.0)  # only the commit ends the hold
+    host = Runtime(fast, redis, [Counter()], relay=False)
+    await host.start()
+    kind = host.hosts["counter"]
+    keys = [f"k{n}" for n in range(20)]
+    try:
+        # Every actor in memory first: a turn waiting for its load is no commit yet. Then one
+        # command each: an actor's next command commits without a read (its mailbox has it).
+        assert await asyncio.gather(*(host.ask("counter", key, {"id": "0"}) for key in keys))
+        reads_in_flight = 0
+        seen_by_commits: list[int] = []
+        read, flush = kind._reader.execute, kind._commits._flush
+
+        async def counted_read(*args: object) -> object:
+            nonlocal reads_in_flight
+            reads_in_flight += 1
+            try:
+                return await read(*args)
+            finally:
+                reads_in_flight -= 1
+
+        async def slow_commit(turns: list[store.Turn]) -> Sequence[int | BaseException]:
+            seen_by_commits.append(reads_in_flight)
+            await asyncio.sleep(0.05)  # a read sent now would be answered during the commit
+            return await flush(turns)
+
+        monkeypatch.setattr(kind._reader, "execute", counted_read)
+        monkeypatch.setattr(kind._commits, "_flush", slow_commit)
+        asks = [host.ask("counter", key, {"id": "1"}) for key in keys]
+        assert await asyncio.gather(*asks) == [2] * len(keys)
+        assert seen_by_commits and set(seen_by_commits) == {0}
+        assert len(seen_by_commits) < len(asks)  # the asks shared reads and commits
+    finally:
+        await host.close(grace=0.1)

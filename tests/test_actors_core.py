@@ -490,3 +490,21 @@ async def test_replies_from_a_batch_and_from_an_earlier_version_reach_their_asks
         assert decode_results(encode_result(batch[1])) == [batch[1]]
     finally:
         await sender.close()
+
+
+def test_an_entry_reads_the_same_from_redis_as_sent_or_as_a_mapping() -> None:
+    """The reader takes entries as Redis sends them (names and values in turn); a client that
+    maps them, or decodes them to text, gives the same entry."""
+    flat = [b"id", b"c1", b"key", b"k", b"body", b'{"n":1}', b"reply", b"p1"]
+    mapped = dict(zip(flat[::2], flat[1::2], strict=True))
+    decoded = {name.decode(): value.decode() for name, value in mapped.items()}
+    entries = [
+        Entry.parse(3, message_id, fields)
+        for message_id, fields in ((b"5-0", flat), (b"5-0", mapped), ("5-0", decoded))
+    ]
+    assert entries[0] == Entry(3, "5-0", "c1", "k", {"n": 1}, "p1")
+    assert entries[1] == entries[0] and entries[2] == entries[0]
+    told = Entry.parse(3, b"6-0", [b"id", b"c2", b"key", b"k", b"body", b"{}", b"reply", b""])
+    assert told.reply_to == ""
+    with pytest.raises(ValueError, match="zip"):  # an odd field list is no entry
+        Entry.parse(3, b"7-0", flat[:-1])

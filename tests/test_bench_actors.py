@@ -1,0 +1,78 @@
+"""`bench/actors.py` runs end to end (briefly): the ceiling, the actor asks at the peak, at half
+of it and at a fixed rate, each with its CPU per ask, and the memory check; it leaves neither
+its database nor its Redis keys behind. The numbers themselves are for `docs/PERFORMANCE.md`,
+not for a test."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import asyncpg
+from redis.asyncio import Redis
+
+from deer.db import asyncpg_url
+
+ROOT = Path(__file__).resolve().parent.parent
+ROW = re.compile(
+    r"^\| (?P<target>[^|]+) \| (?P<processes>\d+) \| (?P<load>[^|]+) \| (?P<rate>[\d,]+) \|"
+    r" (?P<p50>[\d.]+) \| (?P<p99>[\d.]+) \| (?P<share>[^|]*) \|"
+    r" (?P<cpu>\d+ \+ \d+ \+ \d+ \+ \d+ = \d+) \|$"
+)
+
+
+def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
+    server_url, redis_url = servers
+    database = f"deer_bench_test_{uuid.uuid4().hex[:8]}"
+    environment = {name: value for name, value in os.environ.items() if "DEER_" not in name}
+    done = subprocess.run(
+        [
+            *(sys.executable, "-m", "bench.actors", "--postgres", server_url),
+            *("--redis-url", redis_url, "--database", database, "--processes", "1"),
+            *("--duration", "1", "--warmup", "0.5", "--paced", "50", "--memory-keys", "2000"),
+        ],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = [match.groupdict() for line in done.stdout.splitlines() if (match := ROW.match(line))]
+    assert [(row["target"], row["load"]) for row in rows] == [
+        ("Redis ceiling", "peak"),
+        ("Redis ceiling", "half"),
+        ("Redis ceiling", "50/s"),
+        ("actor ask", "peak"),
+        ("actor ask", "half"),
+        ("actor ask", "50/s"),
+    ], done.stdout
+    for row in rows:
+        assert int(row["rate"].replace(",", "")) > 0
+        assert int(row["cpu"].rsplit("= ", 1)[1]) > 0  # every load measured its CPU
+    assert rows[3]["share"].endswith("%")  # the actors' peak beside the ceiling's
+    assert re.search(r"memory: 2,000 distinct keys told once", done.stdout), done.stdout
+
+    assert asyncio.run(leftovers(server_url, redis_url, database)) == (0, [])
+
+
+async def leftovers(server_url: str, redis_url: str, database: str) -> tuple[int, list[bytes]]:
+    """The bench's database if it is still there (0 or 1), and its Redis keys left."""
+    connection = await asyncpg.connect(asyncpg_url(server_url))
+    try:
+        found = await connection.fetchval(
+            "SELECT count(*) FROM pg_database WHERE datname = $1", database
+        )
+    finally:
+        await connection.close()
+    redis = Redis.from_url(redis_url)
+    try:
+        return found, [name async for name in redis.scan_iter(match="bench-actors-*")]
+    finally:
+        await redis.aclose()
