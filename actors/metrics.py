@@ -42,7 +42,8 @@ class ActorCollector(Collector):
         due = gauge("reminders_due", "Reminders past their time, not yet fired (owned partitions)")
         handled = counter("handled", "Turns committed (dead letters included)")
         redeliveries = counter(
-            "redeliveries", "Entries read again after a takeover (delivered to a previous owner)"
+            "redeliveries",
+            "Entries read again: after a takeover, or after a read whose reply was lost",
         )
         duplicates = counter("duplicates", "Entries already applied, acknowledged again")
         dead = counter("dead_letters", "Commands sent to the dead-letter stream")

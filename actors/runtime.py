@@ -16,7 +16,7 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -338,7 +338,7 @@ class HostStats:
 
     handled: int = 0
     redelivered: int = 0  # entries already applied, acknowledged again
-    read_again: int = 0  # entries read again after a takeover (delivered to a previous owner)
+    read_again: int = 0  # entries read again: after a takeover, or after a lost read reply
     dead_letters: int = 0
     stale_commits: int = 0
     commits: int = 0  # commit statements: `handled / commits` turns per batch
@@ -385,6 +385,9 @@ class KindHost:
         self._held = runtime.held
         self._max_in_flight = self.settings.actor_max_in_flight
         self._in_flight = 0
+        # The entries in mailboxes or in turns, by (partition, message id): a read of our
+        # pending entries routes only the others (those of a read whose reply was lost).
+        self._routed: set[tuple[int, str]] = set()
         self._room = asyncio.Event()
         self._room.set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -523,6 +526,8 @@ class KindHost:
         self._joining.pop(partition, None)
         self._redelivered.pop(partition, None)
         for cell in self.cells.pop(partition, {}).values():
+            for entry in cell.mailbox:
+                self._routed.discard((partition, entry.message_id))
             self._done(len(cell.mailbox))
             cell.mailbox.clear()
 
@@ -534,6 +539,7 @@ class KindHost:
         is in flight while our group is created on a stream."""
         backoff = HANDLE_BACKOFF
         gone = False  # a read found a group of ours gone: look at the leases and groups
+        lost = False  # a read failed: Redis may have delivered entries whose reply we lost
         while not self._stopping:
             while self._in_flight >= self._max_in_flight:
                 self._room.clear()
@@ -544,6 +550,9 @@ class KindHost:
                     gone = False
                 for partition, held in list(self._joining.items()):
                     await self._join(partition, held)
+                if lost:
+                    await self._read_pending()
+                    lost = False
                 if await self._read_once():
                     # What arrives while commits run waits for the next batch anyway: read it
                     # once they are done (bounded), in one read, not in several small ones.
@@ -557,6 +566,7 @@ class KindHost:
                     gone = True
                     continue
                 log.exception("actor kind %s: read failed", self.kind)
+                lost = True
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, INFRA_BACKOFF_MAX)
 
@@ -620,15 +630,8 @@ class KindHost:
             "XREADGROUP", "GROUP", self.group, self.owner, "COUNT", room,
             "BLOCK", self._wake_ms, "STREAMS", *names, *[">"] * len(names),
         )  # fmt: skip
-        if not found:
-            return 0
-        named = dict(zip(names, holds, strict=True))
-        read = found.items() if isinstance(found, dict) else found  # RESP3: a map
         routed = 0
-        for stream, entries in read:
-            partition = named[_text(stream)]
-            if self.owned.get(partition) is not holds[partition] or partition not in self.reading:
-                continue  # left pending in our group: the next owner reads it again
+        for partition, entries in self._found(found, dict(zip(names, holds, strict=True)), holds):
             before = self._redelivered.get(partition)
             for message_id, fields in entries:
                 entry = Entry.parse(partition, message_id, fields)
@@ -642,6 +645,41 @@ class KindHost:
                 self._route(entry)
                 routed += 1
         return routed
+
+    async def _read_pending(self) -> None:
+        """Route the entries Redis delivered to us that are neither acknowledged nor in a
+        mailbox: those of a read whose reply was lost (a connection broken mid-read). Read from
+        our pending entries (`XREADGROUP ... 0`), oldest first, before anything new, so each
+        actor still gets its messages in stream order."""
+        holds = self._read_holds()
+        after = dict.fromkeys(holds, "0")
+        while after:
+            names = [self._stream(partition) for partition in after]
+            found: Any = await self._reader.execute(
+                "XREADGROUP", "GROUP", self.group, self.owner, "COUNT", READ_BATCH,
+                "STREAMS", *names, *after.values(),
+            )  # fmt: skip
+            seen = dict.fromkeys(after, False)
+            named = dict(zip(names, after, strict=True))
+            for partition, entries in self._found(found, named, holds):
+                for message_id, fields in entries:
+                    after[partition] = _text(message_id)
+                    seen[partition] = True
+                    if fields and (partition, after[partition]) not in self._routed:
+                        self.stats.read_again += 1
+                        self._route(Entry.parse(partition, message_id, fields))
+            after = {partition: start for partition, start in after.items() if seen[partition]}
+
+    def _found(
+        self, found: Any, named: Mapping[str, int], holds: Mapping[int, Held]
+    ) -> Iterator[tuple[int, list[Any]]]:
+        """The entries of an `XREADGROUP` reply (streams `named` by partition) by partition,
+        for the partitions still read under the acquisition the read was made with (others
+        stay pending in our group: the next owner reads them again)."""
+        for stream, entries in found.items() if isinstance(found, dict) else found or ():
+            partition = named[_text(stream)]
+            if self.owned.get(partition) is holds[partition] and partition in self.reading:
+                yield partition, entries
 
     async def _reminder_loop(self) -> None:
         pause = min(REMINDER_POLL, self.settings.actor_lease_renew)
@@ -683,6 +721,7 @@ class KindHost:
         if cell is None:
             cell = cells[entry.key] = Cell(entry.key, entry.partition, self.owned[entry.partition])
         cell.mailbox.append(entry)
+        self._routed.add((entry.partition, entry.message_id))
         self._in_flight += 1
         if cell.task is None:
             task = asyncio.create_task(self._drain(cell))
@@ -718,6 +757,7 @@ class KindHost:
                         await self._turn(cell, entry)
                         self.stats.observe(time.perf_counter() - began)
                 finally:
+                    self._routed.discard((cell.partition, entry.message_id))
                     self._done(1)
         finally:
             cell.task = None

@@ -10,6 +10,7 @@ import asyncpg
 import orjson
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 
 from actors import store
@@ -252,6 +253,50 @@ async def test_streams_lost_under_a_running_owner_are_taken_over_again(
         assert rows["k"]["state"] == {"count": 2, "applied": ["before", "after"]}
     finally:
         await sender.close()
+        await host.close()
+
+
+async def test_entries_of_a_read_whose_reply_was_lost_are_read_again(
+    fast: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Redis delivered a read's entries but its reply never arrived (a connection broken
+    mid-read): they are pending in the owner's group, where no `>` read finds them again. The
+    reader reads its pending entries before anything new: each is applied once, and each
+    actor's later commands after it."""
+    host = await started(Runtime(fast, redis, [Counter()], process_id="owner"))
+    kind = host.hosts["counter"]
+    read = kind._reader.execute
+    lost: list[int] = []  # entries in the reply that was lost
+
+    async def losing_read(*args: Any) -> Any:
+        found = await read(*args)
+        if found and not lost and args[-1] == ">":
+            read_out = found.items() if isinstance(found, dict) else found
+            lost.append(sum(len(entries) for _, entries in read_out))
+            raise RedisConnectionError("connection lost after Redis answered")
+        return found
+
+    async def reply_lost() -> bool:
+        return bool(lost)
+
+    monkeypatch.setattr(kind._reader, "execute", losing_read)
+    keys = [f"k{n}" for n in range(8)]
+    try:
+        first = [
+            asyncio.create_task(host.ask("counter", key, {"id": f"{key}-1"}, timeout=10))
+            for key in keys
+        ]
+        await eventually(reply_lost, 5, "a read whose reply is lost")
+        second = [host.ask("counter", key, {"id": f"{key}-2"}, timeout=10) for key in keys]
+        assert await asyncio.gather(*first) == [1] * len(keys)
+        assert await asyncio.gather(*second) == [2] * len(keys)
+        rows = await actor_rows(fast, "counter")
+        assert {key: row["state"]["applied"] for key, row in rows.items()} == {
+            key: [f"{key}-1", f"{key}-2"] for key in keys
+        }
+        assert kind.stats.read_again == lost[0] > 0  # counted as redeliveries, read once more
+        assert host.stats()["counter"]["handled"] == 2 * len(keys)
+    finally:
         await host.close()
 
 
