@@ -233,6 +233,24 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
+def _named(fields: Any) -> Any:
+    """An entry's fields as Redis sends them (names and values in turn) as a mapping."""
+    if isinstance(fields, list) and len(fields) % 2 == 0:
+        return dict(zip(fields[::2], fields[1::2], strict=True))
+    return fields
+
+
+def _printable(fields: Any) -> Any:
+    """An entry's fields as read, for a dead letter: bytes as text (undecodable ones replaced)."""
+    if isinstance(fields, bytes):
+        return fields.decode(errors="replace")
+    if isinstance(fields, Mapping):
+        return {_printable(name): _printable(value) for name, value in fields.items()}
+    if isinstance(fields, list | tuple):
+        return [_printable(item) for item in fields]
+    return fields
+
+
 async def cancel_all(tasks: Collection[asyncio.Task[Any]]) -> None:
     """Cancel the tasks and wait until they ended, cancelling again any that swallowed it
     (a cancellation that lands inside a client library's own timeout can be lost)."""
@@ -631,10 +649,15 @@ class KindHost:
             "BLOCK", self._wake_ms, "STREAMS", *names, *[">"] * len(names),
         )  # fmt: skip
         routed = 0
+        unreadable: list[tuple[int, Any, Any, Exception]] = []
         for partition, entries in self._found(found, dict(zip(names, holds, strict=True)), holds):
             before = self._redelivered.get(partition)
             for message_id, fields in entries:
-                entry = Entry.parse(partition, message_id, fields)
+                try:
+                    entry = Entry.parse(partition, message_id, fields)
+                except (KeyError, TypeError, ValueError) as exc:
+                    unreadable.append((partition, message_id, fields, exc))
+                    continue
                 if before is not None:
                     if message_order(entry.message_id) <= before:
                         entry.redelivered = True
@@ -644,6 +667,7 @@ class KindHost:
                         before = None
                 self._route(entry)
                 routed += 1
+        await self._set_aside(unreadable)
         return routed
 
     async def _read_pending(self) -> None:
@@ -661,14 +685,49 @@ class KindHost:
             )  # fmt: skip
             seen = dict.fromkeys(after, False)
             named = dict(zip(names, after, strict=True))
+            unreadable: list[tuple[int, Any, Any, Exception]] = []
             for partition, entries in self._found(found, named, holds):
                 for message_id, fields in entries:
                     after[partition] = _text(message_id)
                     seen[partition] = True
-                    if fields and (partition, after[partition]) not in self._routed:
-                        self.stats.read_again += 1
-                        self._route(Entry.parse(partition, message_id, fields))
+                    if not fields or (partition, after[partition]) in self._routed:
+                        continue
+                    try:
+                        entry = Entry.parse(partition, message_id, fields)
+                    except (KeyError, TypeError, ValueError) as exc:
+                        unreadable.append((partition, message_id, fields, exc))
+                        continue
+                    self.stats.read_again += 1
+                    self._route(entry)
+            await self._set_aside(unreadable)
             after = {partition: start for partition, start in after.items() if seen[partition]}
+
+    async def _set_aside(self, unreadable: Sequence[tuple[int, Any, Any, Exception]]) -> None:
+        """Entries that are no command (not appended by a runtime: fields missing or not JSON)
+        go to the dead-letter stream and are acknowledged, in one transaction; left pending,
+        each read of the pending entries would fail on them again."""
+        if not unreadable:
+            return
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for partition, message_id, fields, exc in unreadable:
+                log.error(
+                    "actor kind %s: entry %s of partition %d is no command: %r",
+                    self.kind, _text(message_id), partition, exc,
+                )  # fmt: skip
+                pipe.xadd(
+                    dead_letter_key(self.settings, self.kind),
+                    {
+                        "message_id": message_id,
+                        "partition": partition,
+                        "error": f"unreadable entry: {type(exc).__name__}: {exc}",
+                        "fields": orjson.dumps(_printable(_named(fields))),
+                    },
+                    maxlen=DEAD_LETTERS_KEPT,
+                    approximate=True,
+                )
+                pipe.xack(self._stream(partition), self.group, message_id)
+            await pipe.execute()
+        self.stats.dead_letters += len(unreadable)
 
     def _found(
         self, found: Any, named: Mapping[str, int], holds: Mapping[int, Held]

@@ -234,6 +234,40 @@ async def test_poison_message_goes_to_dead_letters_and_actor_carries_on(
         await host.close()
 
 
+async def test_an_entry_that_is_no_command_is_set_aside(fast: Settings, redis: Redis) -> None:
+    """Something that is no command in a partition stream (fields missing, a body that is not
+    JSON) goes to the dead-letter stream, acknowledged, and the commands around it go on."""
+    host = await started(Runtime(fast, redis, [Counter()], process_id="owner"))
+    stream = stream_key(fast, "counter", partition_of("k", fast.actor_partitions))
+    try:
+        assert await host.ask("counter", "k", {"id": "before"}) == 1
+        await redis.xadd(stream, {"junk": "x"})
+        await redis.xadd(stream, {"id": "c", "key": "k", "body": "{not json", "reply": ""})
+        assert await host.ask("counter", "k", {"id": "after"}) == 2
+
+        async def both_set_aside() -> bool:
+            return await redis.xlen(dead_letter_key(fast, "counter")) == 2
+
+        await eventually(both_set_aside, 5, "two dead letters")
+        letters = [
+            {name.decode(): value.decode() for name, value in fields.items()}
+            for _, fields in await redis.xrange(dead_letter_key(fast, "counter"))
+        ]
+        assert [letter["error"].split(":")[:2] for letter in letters] == [
+            ["unreadable entry", " KeyError"],
+            ["unreadable entry", " JSONDecodeError"],
+        ]
+        assert orjson.loads(letters[0]["fields"]) == {"junk": "x"}
+        assert orjson.loads(letters[1]["fields"])["body"] == "{not json"
+        group = host.hosts["counter"].group
+        assert (await redis.xpending(stream, group))["pending"] == 0
+        rows = await actor_rows(fast, "counter")
+        assert rows["k"]["state"]["applied"] == ["before", "after"]
+        assert host.stats()["counter"]["dead_letters"] == 2
+    finally:
+        await host.close()
+
+
 async def test_streams_lost_under_a_running_owner_are_taken_over_again(
     fast: Settings, redis: Redis
 ) -> None:
