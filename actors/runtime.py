@@ -233,11 +233,19 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-def _named(fields: Any) -> Any:
-    """An entry's fields as Redis sends them (names and values in turn) as a mapping."""
-    if isinstance(fields, list) and len(fields) % 2 == 0:
-        return dict(zip(fields[::2], fields[1::2], strict=True))
-    return fields
+def _named(fields: Mapping[Any, Any] | Sequence[Any]) -> Mapping[Any, Any]:
+    """An entry's fields as a mapping: as Redis sends them, names and values in turn."""
+    if isinstance(fields, Mapping):
+        return fields
+    return dict(zip(fields[::2], fields[1::2], strict=True))  # ValueError if one is missing
+
+
+def _shown(fields: Any) -> Any:
+    """An unreadable entry's fields, as a mapping when they pair up."""
+    try:
+        return _named(fields)
+    except (TypeError, ValueError):
+        return fields
 
 
 def _printable(fields: Any) -> Any:
@@ -304,8 +312,7 @@ class Entry:
     def parse(
         cls, partition: int, message_id: bytes | str, fields: Mapping[Any, Any] | Sequence[Any]
     ) -> Entry:
-        if not isinstance(fields, Mapping):  # as Redis sends them: names and values in turn
-            fields = dict(zip(fields[::2], fields[1::2], strict=True))
+        fields = _named(fields)
         if b"id" not in fields:  # a client that decodes responses: field names are text
             fields = {_text(name).encode(): value for name, value in fields.items()}
         return cls(
@@ -316,6 +323,21 @@ class Entry:
             body=orjson.loads(fields[b"body"]),
             reply_to=_text(fields.get(b"reply", b"")),
         )
+
+
+# An entry that is no command: partition, message id, fields as read, why it is none.
+Unreadable = tuple[int, bytes | str, Any, Exception]
+
+
+def _parsed(
+    partition: int, message_id: bytes | str, fields: Any, unreadable: list[Unreadable]
+) -> Entry | None:
+    """The entry, or None after noting in `unreadable` why it is no command."""
+    try:
+        return Entry.parse(partition, message_id, fields)
+    except (KeyError, TypeError, ValueError) as exc:  # a field missing, a body not JSON
+        unreadable.append((partition, message_id, fields, exc))
+        return None
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -649,14 +671,12 @@ class KindHost:
             "BLOCK", self._wake_ms, "STREAMS", *names, *[">"] * len(names),
         )  # fmt: skip
         routed = 0
-        unreadable: list[tuple[int, Any, Any, Exception]] = []
+        unreadable: list[Unreadable] = []
         for partition, entries in self._found(found, dict(zip(names, holds, strict=True)), holds):
             before = self._redelivered.get(partition)
             for message_id, fields in entries:
-                try:
-                    entry = Entry.parse(partition, message_id, fields)
-                except (KeyError, TypeError, ValueError) as exc:
-                    unreadable.append((partition, message_id, fields, exc))
+                entry = _parsed(partition, message_id, fields, unreadable)
+                if entry is None:
                     continue
                 if before is not None:
                     if message_order(entry.message_id) <= before:
@@ -685,24 +705,21 @@ class KindHost:
             )  # fmt: skip
             seen = dict.fromkeys(after, False)
             named = dict(zip(names, after, strict=True))
-            unreadable: list[tuple[int, Any, Any, Exception]] = []
+            unreadable: list[Unreadable] = []
             for partition, entries in self._found(found, named, holds):
                 for message_id, fields in entries:
                     after[partition] = _text(message_id)
                     seen[partition] = True
                     if not fields or (partition, after[partition]) in self._routed:
-                        continue
-                    try:
-                        entry = Entry.parse(partition, message_id, fields)
-                    except (KeyError, TypeError, ValueError) as exc:
-                        unreadable.append((partition, message_id, fields, exc))
-                        continue
-                    self.stats.read_again += 1
-                    self._route(entry)
+                        continue  # trimmed away, or read already and not finished yet
+                    entry = _parsed(partition, message_id, fields, unreadable)
+                    if entry is not None:
+                        self.stats.read_again += 1
+                        self._route(entry)
             await self._set_aside(unreadable)
             after = {partition: start for partition, start in after.items() if seen[partition]}
 
-    async def _set_aside(self, unreadable: Sequence[tuple[int, Any, Any, Exception]]) -> None:
+    async def _set_aside(self, unreadable: Sequence[Unreadable]) -> None:
         """Entries that are no command (not appended by a runtime: fields missing or not JSON)
         go to the dead-letter stream and are acknowledged, in one transaction; left pending,
         each read of the pending entries would fail on them again."""
@@ -720,7 +737,7 @@ class KindHost:
                         "message_id": message_id,
                         "partition": partition,
                         "error": f"unreadable entry: {type(exc).__name__}: {exc}",
-                        "fields": orjson.dumps(_printable(_named(fields))),
+                        "fields": orjson.dumps(_printable(_shown(fields))),
                     },
                     maxlen=DEAD_LETTERS_KEPT,
                     approximate=True,
