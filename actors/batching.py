@@ -37,6 +37,10 @@ class GroupCommit(Generic[Item, Result]):
         self._concurrency = concurrency
         self._queue: deque[tuple[Item, asyncio.Future[Result]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
+        # The flusher started and not yet running: the submissions made meanwhile are its
+        # batch, so they start no other (a burst of N would otherwise make N tasks, N - 1 of
+        # them finding nothing to flush).
+        self._starting: asyncio.Task[None] | None = None
         self._idle_waiters: list[asyncio.Future[None]] = []
 
     @property
@@ -47,8 +51,9 @@ class GroupCommit(Generic[Item, Result]):
     async def submit(self, item: Item) -> Result:
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
         self._queue.append((item, future))
-        if len(self._tasks) < self._concurrency:
-            task = asyncio.create_task(self._run())
+        starting = self._starting
+        if (starting is None or starting.done()) and len(self._tasks) < self._concurrency:
+            task = self._starting = asyncio.create_task(self._run())
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)  # also when cancelled before it ran
         return await future
@@ -78,6 +83,7 @@ class GroupCommit(Generic[Item, Result]):
         self._queue.clear()
 
     async def _run(self) -> None:
+        self._starting = None  # from now on a submission may start another flusher
         batch: list[tuple[Item, asyncio.Future[Result]]] = []
         try:
             while self._queue:

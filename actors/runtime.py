@@ -66,6 +66,7 @@ CANCEL_RECHECK: Final = 0.5  # seconds: a task that swallowed a cancellation is 
 GROUP_GONE: Final = ("NOGROUP", "UNBLOCKED")
 READ_HOLD: Final = 0.002  # seconds a read may wait for the commits in flight, at most
 COMMIT_BATCH: Final = 256  # turns committed (and acknowledged) together, at most
+APPEND_BATCH: Final = 256  # commands appended together, at most
 
 # Take a partition's stream over for this process's consumer group, if the lease is still ours:
 # destroy every other group (a previous owner's: its blocked or later XREADGROUP is answered
@@ -124,13 +125,23 @@ return {start, upto}
 """
 
 
-# Append a command unless its partition's stream already holds the most it may (entries are
-# trimmed once acknowledged, so its length is the backlog): the check and the XADD are one
-# step. KEYS: the stream. ARGV: the limit, then the entry's id, key, body and reply.
+# Append commands, each unless its partition's stream already holds the most it may (entries
+# are trimmed once acknowledged, so its length is the backlog): per command the check and the
+# XADD are one step. The commands sent meanwhile by other tasks of the process go together.
+# KEYS: the stream of each command. ARGV: the limit, then per command its id, key, body and
+# reply channel. Returns per command its entry id, or false (refused: the stream is full).
 APPEND: Final = """
-if redis.call('XLEN', KEYS[1]) >= tonumber(ARGV[1]) then return false end
-return redis.call('XADD', KEYS[1], '*', 'id', ARGV[2], 'key', ARGV[3], 'body', ARGV[4],
-                  'reply', ARGV[5])
+local out = {}
+for i = 1, #KEYS do
+  if redis.call('XLEN', KEYS[i]) >= tonumber(ARGV[1]) then
+    out[i] = false
+  else
+    local at = 4 * i - 2
+    out[i] = redis.call('XADD', KEYS[i], '*', 'id', ARGV[at], 'key', ARGV[at + 1],
+                        'body', ARGV[at + 2], 'reply', ARGV[at + 3])
+  end
+end
+return out
 """
 
 
@@ -359,6 +370,17 @@ class Cell:
     task: asyncio.Task[None] | None = None
     stored: store.Stored | None = None
     idle_since: float = field(default_factory=time.monotonic)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Append:
+    """A command on its way to its partition's stream (`reply_to`: '' when nobody waits)."""
+
+    stream: str
+    command_id: str
+    key: str
+    body: bytes
+    reply_to: str
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -1198,7 +1220,11 @@ class Runtime:
         self.turns = asyncio.Semaphore(settings.actor_concurrency)
         # The hosts' commits and loads: a connection per batch in flight, kept between them.
         self.held = store.HeldConnections(keep=settings.actor_commits_in_flight + 1)
-        self._append = DirectScript(redis, APPEND, keep=settings.redis_pool_max // 2)
+        # Appends made while others are on their way go together, in one script run: a burst
+        # of asks (a page's requests, a peak) costs Redis one command, not one each.
+        senders = max(1, settings.redis_pool_max // 2)
+        self._append = DirectScript(redis, APPEND, keep=senders)
+        self._appends = GroupCommit(self._append_batch, limit=APPEND_BATCH, concurrency=senders)
         self.hosts = {actor.kind: KindHost(self, actor) for actor in actors}
         self.replies = Replies(settings, redis, self.process_id)
         # Hosts relay the outbox (one at a time across processes: an advisory lock).
@@ -1230,6 +1256,7 @@ class Runtime:
             await host.close(wait)
         await self.held.close()
         await self.replies.close()
+        await self._appends.close()
         await self._append.close()
         self._started = False
 
@@ -1238,13 +1265,18 @@ class Runtime:
     ) -> None:
         """Append the command to its partition's stream; `Overloaded` if that one is full."""
         partition = partition_of(key_, self.partitions(kind))
-        limit = self.settings.actor_max_stream_length
-        appended = await self._append(
-            [stream_key(self.settings, kind, partition)],
-            [limit, command_id, key_, orjson.dumps(command), reply_to],
-        )
-        if appended is None:
+        stream = stream_key(self.settings, kind, partition)
+        body = orjson.dumps(command)
+        if await self._appends.submit(Append(stream, command_id, key_, body, reply_to)) is None:
             raise Overloaded(kind, partition)
+
+    async def _append_batch(self, batch: list[Append]) -> list[bytes | None]:
+        """Append commands in one script run; per command its entry id, or None if refused."""
+        args: list[Any] = [self.settings.actor_max_stream_length]
+        for append in batch:
+            args += [append.command_id, append.key, append.body, append.reply_to]
+        appended: list[bytes | None] = await self._append([append.stream for append in batch], args)
+        return appended
 
     async def tell(self, kind: str, key_: str, command: JsonObject) -> str:
         """Send a command without waiting; its id, for `outcome` later.

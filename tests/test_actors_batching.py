@@ -51,6 +51,28 @@ async def test_what_arrives_during_a_flush_goes_in_the_next_batch() -> None:
     assert isinstance(done[1], ValueError)
 
 
+async def test_a_burst_of_submissions_starts_one_flusher() -> None:
+    """Submissions made before the flusher started are its batch: however much room the
+    concurrency leaves, they start no other task (a burst of asks or turns would otherwise
+    make a task each, all but one finding nothing to flush)."""
+    batches: list[list[int]] = []
+
+    async def flush(items: list[int]) -> Sequence[int | BaseException]:
+        batches.append(items)
+        return [item * 10 for item in items]
+
+    group = GroupCommit[int, int](flush, limit=100, concurrency=8)
+    before = len(asyncio.all_tasks())
+    burst = [asyncio.create_task(group.submit(n)) for n in range(50)]
+    await asyncio.sleep(0)  # every submitter has run: the flusher has not yet
+    assert len(asyncio.all_tasks()) - before == 50 + 1
+    assert await asyncio.gather(*burst) == [n * 10 for n in range(50)]
+    assert batches == [list(range(50))]
+    later = asyncio.create_task(group.submit(50))  # the flusher done: a new one starts
+    assert await later == 500
+    assert batches[1:] == [[50]]
+
+
 async def test_a_submission_right_after_a_batch_is_flushed() -> None:
     """The submitter woken by its batch submits again at once: the flusher that just finished
     must already have made room (a done callback would come a turn of the loop too late, and

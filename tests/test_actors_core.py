@@ -388,6 +388,50 @@ async def test_a_full_partition_refuses_new_commands(fast: Settings, redis: Redi
         await sender.close()
 
 
+async def test_commands_sent_together_are_appended_in_one_script_run(
+    fast: Settings, redis: Redis
+) -> None:
+    """Tells and asks started while others are on their way go to Redis together: one script
+    run, not one each. Each command is appended in the order sent, and a full partition
+    refuses only its own commands of the batch."""
+    limited = fast.with_values(actor_partitions=2, actor_max_stream_length=3)
+    first = next(str(n) for n in range(100) if partition_of(str(n), 2) == 0)
+    second = next(str(n) for n in range(100) if partition_of(str(n), 2) == 1)
+    sender = await started(Runtime(limited, redis))
+    script = sender._append
+    runs: list[int] = []
+
+    class Counted:
+        async def __call__(self, keys: list[str], args: list[Any]) -> Any:
+            runs.append(len(keys))
+            return await script(keys, args)
+
+        async def close(self) -> None:
+            await script.close()
+
+    sender._append = Counted()  # type: ignore[assignment]
+    try:
+        sent = await asyncio.gather(
+            *(sender.tell("counter", first, {"id": f"a{n}"}) for n in range(5)),
+            *(sender.tell("counter", second, {"id": f"b{n}"}) for n in range(2)),
+            return_exceptions=True,
+        )
+        assert runs == [7]
+        assert [type(result) for result in sent] == [str] * 3 + [Overloaded] * 2 + [str] * 2
+        assert [refused.details for refused in sent[3:5]] == [  # type: ignore[union-attr]
+            {"actor_kind": "counter", "partition": 0}
+        ] * 2
+        for partition, ids, command_ids in (
+            (0, ["a0", "a1", "a2"], sent[:3]),
+            (1, ["b0", "b1"], sent[5:]),
+        ):
+            entries = await redis.xrange(stream_key(limited, "counter", partition))
+            assert [orjson.loads(fields[b"body"])["id"] for _, fields in entries] == ids
+            assert [fields[b"id"].decode() for _, fields in entries] == command_ids
+    finally:
+        await sender.close()
+
+
 async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
     """A's lease expires (a pause), B acquires: A's commit is refused, B's succeeds."""
     short = fast.with_values(actor_lease_ttl=0.2, actor_lease_renew=0.1)
