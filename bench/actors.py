@@ -1,7 +1,7 @@
 """Actor benchmark: ask round trips per second and latency with 1 and 2 worker processes,
 beside the Redis ceiling measured in the same run; then a worker's memory after many keys.
 
-    .venv/bin/python -m bench.actors                              # about 1.5 minutes
+    .venv/bin/python -m bench.actors                              # about 3 minutes
     .venv/bin/python -m bench.actors --duration 5 --memory-keys 100000
 
 What one run does (PostgreSQL on 127.0.0.1:5432 or `--postgres`, a `deer_actors_bench` database
@@ -9,19 +9,23 @@ it creates, migrates and drops; Redis database 15 or `--redis-url`, under a name
 own, deleted at the end):
 
 1. **Redis ceiling**, with 1 and then 2 server processes: the same shape of work without the
-   runtime. The bench process XADDs `{id, key, body, reply}` to one of 16 streams (over kept
-   connections, `deer.cache.DirectCommands`, as the runtime appends) and waits on its pub/sub
-   channel; each server process reads its share of the streams with XREADGROUP
-   (COUNT 100), publishes a reply of the runtime's shape and XACKs.
+   runtime. Each asker XADDs `{id, key, body, reply}` to one of 16 streams (plain XADDs, one
+   per ask, over connections kept for them, `deer.cache.DirectCommands`, as many as askers)
+   and waits on the bench process's pub/sub channel; each server process reads its share of
+   the streams with XREADGROUP (COUNT 100), publishes a reply of the runtime's shape and XACKs.
 2. **Actor asks**, with 1 and then 2 worker processes (`run_worker` hosting an `Echo` actor,
    16 partitions): the bench process asks through a sender `Runtime`.
-   Each of these loads is closed: `--concurrency` askers, each waiting for its reply before the
-   next ask, over `--keys` keys; then the same target is paced at half its peak rate (asks
-   started on a fixed schedule) for the latency at a sustainable load, then at the fixed
-   `--paced` rates. Every load reports the CPU each process used per ask while it was
-   measured. The bench process collects and freezes its heap before the loads, as a serving
-   process does once started (`deer.heap`): the garbage of the migrations, collected in the
-   middle of a load, was a pause of 80-95 ms.
+
+Each target is first loaded closed with `--concurrency` askers in turn (32, 64, 128, 256; each
+asker waits for its reply before the next ask, over `--keys` keys) until a load is not 5%
+faster than the best before it: the target's peak is the highest rate of those loads (with too
+few askers a target waits on its own latency, not on its capacity). Then the same target is
+paced at half its peak rate (asks started on a fixed schedule) for the latency at a sustainable
+load, then at the fixed `--paced` rates. Every load reports the CPU each process used per ask
+while it was measured. The bench process collects and freezes its heap before the loads, as a
+serving process does once started (`deer.heap`): the garbage of the migrations, collected in
+the middle of a load, was a pause of 80-95 ms.
+
 3. **Memory**: one worker, `--memory-keys` distinct keys told once each; its RSS before, after
    they were all committed, and after a passivation sweep (`DEER_ACTOR_IDLE_TIMEOUT`=2 s).
 """
@@ -86,7 +90,7 @@ class Echo(Actor):
 class Load:
     target: str
     processes: int
-    mode: str  # "peak" or "half"
+    mode: str  # "peak, N askers", "N askers" (another closed load), "half", "R/s"
     asks: int
     seconds: float
     latencies: list[float]
@@ -94,6 +98,7 @@ class Load:
     # the actor workers), "redis", "postgres" (the bench database's backends), "client" (this
     # process: the askers, and the sender runtime).
     cpu: dict[str, float] = field(default_factory=dict)
+    peak: bool = False  # the highest rate of the target's closed loads
 
     @property
     def rate(self) -> float:
@@ -118,6 +123,8 @@ def bench_settings(
     postgres: str = POSTGRES_SERVER,
     **changes: Any,
 ) -> Settings:
+    """The bench process's settings (`redis_pool_max` in `changes`: enough for the ceiling's
+    askers, each of which keeps a connection)."""
     return load_settings(
         _env_file=None,
         database_url=database_url(postgres, database),
@@ -259,7 +266,8 @@ class CeilingClient:
         self.process_id = uuid.uuid4().hex[:16]
         self.waiting: dict[str, asyncio.Future[None]] = {}
         self.pubsub = redis.pubsub()
-        # As the runtime appends: over connections kept for it (deer.cache.DirectCommands).
+        # Plain XADDs, one per ask, over connections kept for them (deer.cache.DirectCommands):
+        # the bench keeps as many as the most askers, so no asker waits for the pool.
         self.commands = DirectCommands(redis, keep=settings.redis_pool_max // 2)
         self._listener: asyncio.Task[None] | None = None
 
@@ -298,8 +306,10 @@ class CeilingClient:
 Ask = Callable[[str, JsonObject], Awaitable[Any]]
 
 
-async def closed_load(ask: Ask, args: argparse.Namespace) -> tuple[int, float, list[float]]:
-    """`--concurrency` askers back to back; (asks, seconds, latencies) after the warm-up."""
+async def closed_load(
+    ask: Ask, askers: int, args: argparse.Namespace
+) -> tuple[int, float, list[float]]:
+    """`askers` asking back to back; (asks, seconds, latencies) after the warm-up."""
     latencies: list[float] = []
     begin = time.perf_counter() + args.warmup
     end = begin + args.duration
@@ -312,7 +322,7 @@ async def closed_load(ask: Ask, args: argparse.Namespace) -> tuple[int, float, l
             if now >= begin:
                 latencies.append(time.perf_counter() - now)
 
-    await asyncio.gather(*(asker(number) for number in range(args.concurrency)))
+    await asyncio.gather(*(asker(number) for number in range(askers)))
     return len(latencies), args.duration, latencies
 
 
@@ -346,6 +356,7 @@ async def paced_load(
 
 
 CPU_PARTS: Final = ("server", "redis", "postgres", "client")
+SATURATED: Final = 1.05  # a closed load with more askers that is not 5% faster ends the search
 
 
 async def watched_processes(
@@ -386,8 +397,9 @@ async def measure(
     settings: Settings,
     redis: Redis,
 ) -> list[Load]:
-    """The peak (closed load), then half of it paced, then the fixed `--paced` rates; each
-    with the CPU every part used while it was measured."""
+    """The closed loads (one per `--concurrency`: the fastest is the peak), then half of the
+    peak paced, then the fixed `--paced` rates; each with the CPU every part used while it
+    was measured."""
     settle_heap()  # as a serving process does once started (`deer.heap`)
     processes = len(servers)
 
@@ -404,8 +416,17 @@ async def measure(
         measured.cpu = await metering
         return measured
 
-    peak = await metered("peak", closed_load(ask, args))
-    loads = [peak, await metered("half", paced_load(ask, peak.rate / 2, args))]
+    loads: list[Load] = []
+    for askers in args.concurrency:
+        named = f"{askers} asker" + ("s" if askers != 1 else "")
+        load = await metered(named, closed_load(ask, askers, args))
+        loads.append(load)
+        if len(loads) > 1 and load.rate < SATURATED * max(done.rate for done in loads[:-1]):
+            break  # more askers no longer raise the rate: the target is saturated
+    peak = max(loads, key=lambda load: load.rate)
+    peak.peak = True
+    peak.mode = f"peak, {peak.mode}"
+    loads.append(await metered("half", paced_load(ask, peak.rate / 2, args)))
     for rate in args.paced:
         loads.append(await metered(f"{rate:g}/s", paced_load(ask, rate, args)))
     for load in loads:
@@ -509,7 +530,13 @@ async def run(args: argparse.Namespace) -> None:
     from deer import db
 
     namespace = f"bench-actors-{uuid.uuid4().hex[:8]}"
-    settings = bench_settings(args.redis_url, namespace, args.database, args.postgres)
+    settings = bench_settings(
+        args.redis_url,
+        namespace,
+        args.database,
+        args.postgres,
+        redis_pool_max=max(50, 2 * max(args.concurrency)),  # kept: half of them
+    )
     await admin(args.postgres, f'DROP DATABASE IF EXISTS "{args.database}" WITH (FORCE)')
     await admin(args.postgres, f'CREATE DATABASE "{args.database}"')
     await db.migrate(settings)
@@ -557,8 +584,8 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
         f"\n{now}; {len(os.sched_getaffinity(0))} CPUs ({cpu}); Python {platform.python_version()}"
     )
     print(
-        f"concurrency {args.concurrency}, {args.keys} keys, {args.duration:g} s per load"
-        f" after {args.warmup:g} s warm-up\n"
+        f"askers {', '.join(map(str, args.concurrency))}, {args.keys} keys,"
+        f" {args.duration:g} s per load after {args.warmup:g} s warm-up\n"
     )
     print(
         "| target | processes | load | asks/s | p50 ms | p99 ms | of ceiling |"
@@ -566,13 +593,13 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
     )
     print("|---|---|---|---|---|---|---|---|")
     ceilings = {
-        (load.processes, load.mode): load.rate for load in loads if load.target != "actor ask"
+        load.processes: load.rate for load in loads if load.target != "actor ask" and load.peak
     }
     for load in loads:
-        ceiling = ceilings.get((load.processes, "peak"))
+        ceiling = ceilings.get(load.processes)
         ratio = (
             f"{load.rate / ceiling:.0%}"
-            if ceiling and load.target == "actor ask" and load.mode == "peak"
+            if ceiling and load.target == "actor ask" and load.peak
             else ""
         )
         parts = [load.cpu_per_ask(part) for part in CPU_PARTS]
@@ -597,7 +624,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
     parser.add_argument("--duration", type=float, default=8.0, help="seconds per load")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring")
-    parser.add_argument("--concurrency", type=int, default=32, help="askers in the peak load")
+    parser.add_argument(
+        "--concurrency",
+        type=lambda text: [int(part) for part in text.split(",")],
+        default=[32, 64, 128, 256],
+        metavar="N,...",
+        help="askers of the closed loads, in turn, until one is not 5%% faster than the best"
+        " before it; the fastest is the peak (default 32,64,128,256)",
+    )
     parser.add_argument("--keys", type=int, default=1000, help="distinct keys asked")
     parser.add_argument("--memory-keys", type=int, default=100_000, help="0: no memory check")
     parser.add_argument(

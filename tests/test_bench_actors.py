@@ -1,5 +1,6 @@
-"""`bench/actors.py` runs end to end (briefly): the ceiling, the actor asks at the peak, at half
-of it and at a fixed rate, each with its CPU per ask, and the memory check; it leaves neither
+"""`bench/actors.py` runs end to end (briefly): the ceiling and the actor asks, each closed with
+more askers in turn (the fastest load is the peak), at half the peak and at a fixed rate, each
+with its CPU per ask, and the memory check; it leaves neither
 its database nor its Redis keys behind. The numbers themselves are for `docs/PERFORMANCE.md`,
 not for a test."""
 
@@ -14,6 +15,7 @@ import uuid
 from pathlib import Path
 
 import asyncpg
+import pytest
 from redis.asyncio import Redis
 
 from deer.db import asyncpg_url
@@ -35,6 +37,7 @@ def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
             *(sys.executable, "-m", "bench.actors", "--postgres", server_url),
             *("--redis-url", redis_url, "--database", database, "--processes", "1"),
             *("--duration", "1", "--warmup", "0.5", "--paced", "50", "--memory-keys", "2000"),
+            *("--concurrency", "1,8"),  # 8 askers are more than 5% faster than one
         ],
         cwd=ROOT,
         env=environment,
@@ -46,17 +49,22 @@ def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [match.groupdict() for line in done.stdout.splitlines() if (match := ROW.match(line))]
     assert [(row["target"], row["load"]) for row in rows] == [
-        ("Redis ceiling", "peak"),
+        ("Redis ceiling", "1 asker"),
+        ("Redis ceiling", "peak, 8 askers"),
         ("Redis ceiling", "half"),
         ("Redis ceiling", "50/s"),
-        ("actor ask", "peak"),
+        ("actor ask", "1 asker"),
+        ("actor ask", "peak, 8 askers"),
         ("actor ask", "half"),
         ("actor ask", "50/s"),
     ], done.stdout
     for row in rows:
         assert int(row["rate"].replace(",", "")) > 0
         assert int(row["cpu"].rsplit("= ", 1)[1]) > 0  # every load measured its CPU
-    assert rows[3]["share"].endswith("%")  # the actors' peak beside the ceiling's
+    rates = [int(row["rate"].replace(",", "")) for row in rows]
+    assert rates[6] * 2 == pytest.approx(rates[5], rel=0.2)  # half of the peak, paced
+    assert rows[5]["share"].endswith("%")  # the actors' peak beside the ceiling's
+    assert [row["share"] for row in rows if row["share"]] == [rows[5]["share"]]
     assert re.search(r"memory: 2,000 distinct keys told once", done.stdout), done.stdout
 
     assert asyncio.run(leftovers(server_url, redis_url, database)) == (0, [])
