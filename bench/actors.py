@@ -360,7 +360,7 @@ SATURATED: Final = 1.05  # a closed load with more askers that is not 5% faster 
 
 
 async def watched_processes(
-    settings: Settings, redis: Redis, servers: list[asyncio.subprocess.Process]
+    settings: Settings, redis_pid: int, servers: list[asyncio.subprocess.Process]
 ) -> dict[str, list[psutil.Process]]:
     """The processes of each CPU part (PostgreSQL: the backends of the bench database now)."""
     assert settings.database_url is not None
@@ -372,7 +372,6 @@ async def watched_processes(
         )
     finally:
         await connection.close()
-    redis_pid = int((await redis.info("server"))["process_id"])
     return {
         "server": [psutil.Process(server.pid) for server in servers],
         "redis": [psutil.Process(redis_pid)],
@@ -402,11 +401,14 @@ async def measure(
     was measured."""
     settle_heap()  # as a serving process does once started (`deer.heap`)
     processes = len(servers)
+    # Asked once, before the loads: during a paced load that fell behind, the asks in flight
+    # can hold every connection of the pool.
+    redis_pid = int((await redis.info("server"))["process_id"])
 
     async def metered(mode: str, load: Awaitable[tuple[int, float, list[float]]]) -> Load:
         async def meter() -> dict[str, float]:
             await asyncio.sleep(args.warmup)  # the loads measure after the same warm-up
-            watched = await watched_processes(settings, redis, servers)
+            watched = await watched_processes(settings, redis_pid, servers)
             before = {part: cpu_seconds(found) for part, found in watched.items()}
             await asyncio.sleep(args.duration)
             return {part: cpu_seconds(found) - before[part] for part, found in watched.items()}
