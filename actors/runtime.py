@@ -15,7 +15,6 @@ import math
 import time
 import uuid
 import zlib
-from collections import deque
 from collections.abc import AsyncIterator, Collection, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -366,7 +365,9 @@ class Cell:
     key: str
     partition: int
     held: Held
-    mailbox: deque[Entry] = field(default_factory=deque)
+    # A list, not a deque: an empty deque takes 760 bytes, an empty list 56, in every actor
+    # alive; mailboxes are short (at most the in-flight bound), so popping the front is cheap.
+    mailbox: list[Entry] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     stored: store.Stored | None = None
     idle_since: float = field(default_factory=time.monotonic)
@@ -848,7 +849,7 @@ class KindHost:
         """Run an actor's mailbox, one message at a time, in stream order."""
         try:
             while cell.mailbox and self._current(cell):
-                entry = cell.mailbox.popleft()
+                entry = cell.mailbox.pop(0)
                 try:
                     async with self._turns:
                         began = time.perf_counter()
