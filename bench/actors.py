@@ -90,7 +90,7 @@ class Echo(Actor):
 class Load:
     target: str
     processes: int
-    mode: str  # "peak, N askers", "N askers" (another closed load), "half", "R/s"
+    mode: str  # "N askers" (a closed load), "half", "R/s"
     asks: int
     seconds: float
     latencies: list[float]
@@ -99,6 +99,10 @@ class Load:
     # process: the askers, and the sender runtime).
     cpu: dict[str, float] = field(default_factory=dict)
     peak: bool = False  # the highest rate of the target's closed loads
+
+    @property
+    def name(self) -> str:
+        return f"peak, {self.mode}" if self.peak else self.mode
 
     @property
     def rate(self) -> float:
@@ -427,13 +431,12 @@ async def measure(
             break  # more askers no longer raise the rate: the target is saturated
     peak = max(loads, key=lambda load: load.rate)
     peak.peak = True
-    peak.mode = f"peak, {peak.mode}"
     loads.append(await metered("half", paced_load(ask, peak.rate / 2, args)))
     for rate in args.paced:
         loads.append(await metered(f"{rate:g}/s", paced_load(ask, rate, args)))
     for load in loads:
         print(
-            f"  {target}, {processes} process(es), {load.mode}: {load.rate:,.0f}/s,"
+            f"  {target}, {processes} process(es), {load.name}: {load.rate:,.0f}/s,"
             f" p50 {load.percentile(0.5) * 1000:.2f} ms, p99 {load.percentile(0.99) * 1000:.2f} ms,"
             f" CPU {sum(load.cpu_per_ask(part) for part in CPU_PARTS):.0f} us/ask",
             flush=True,
@@ -609,7 +612,7 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
             " + ".join(f"{part:.0f}" for part in parts) + f" = {sum(parts):.0f}" if load.cpu else ""
         )
         print(
-            f"| {load.target} | {load.processes} | {load.mode} | {load.rate:,.0f} |"
+            f"| {load.target} | {load.processes} | {load.name} | {load.rate:,.0f} |"
             f" {load.percentile(0.5) * 1000:.2f} | {load.percentile(0.99) * 1000:.2f} | {ratio} |"
             f" {cpu if load.cpu else ''} |"
         )

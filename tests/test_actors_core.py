@@ -432,6 +432,28 @@ async def test_commands_sent_together_are_appended_in_one_script_run(
         await sender.close()
 
 
+async def test_a_command_cancelled_before_its_batch_left_is_not_appended(
+    fast: Settings, redis: Redis
+) -> None:
+    """A caller cancelled (a client gone) while its command waits for its batch sends nothing;
+    the commands sent with it are appended."""
+    limited = fast.with_values(actor_partitions=1)
+    sender = await started(Runtime(limited, redis))
+    try:
+        tells = [
+            asyncio.create_task(sender.tell("counter", "7", {"id": f"c{n}"})) for n in range(3)
+        ]
+        await asyncio.sleep(0)  # each has submitted its command; the batch has not left
+        tells[1].cancel()
+        sent = await asyncio.gather(*tells, return_exceptions=True)
+        assert isinstance(sent[1], asyncio.CancelledError)
+        entries = await redis.xrange(stream_key(limited, "counter", 0))
+        assert [orjson.loads(fields[b"body"])["id"] for _, fields in entries] == ["c0", "c2"]
+        assert [fields[b"id"].decode() for _, fields in entries] == [sent[0], sent[2]]
+    finally:
+        await sender.close()
+
+
 async def test_stale_owner_cannot_commit(fast: Settings, redis: Redis) -> None:
     """A's lease expires (a pause), B acquires: A's commit is refused, B's succeeds."""
     short = fast.with_values(actor_lease_ttl=0.2, actor_lease_renew=0.1)
