@@ -1,30 +1,35 @@
 """Actor benchmark: ask round trips per second and latency with 1 and 2 worker processes,
 beside the Redis ceiling measured in the same run; then a worker's memory after many keys.
 
-    .venv/bin/python -m bench.actors                              # about 3 minutes
+    .venv/bin/python -m bench.actors                              # about 6 minutes
     .venv/bin/python -m bench.actors --duration 5 --memory-keys 100000
 
 What one run does (PostgreSQL on 127.0.0.1:5432 or `--postgres`, a `deer_actors_bench` database
 it creates, migrates and drops; Redis database 15 or `--redis-url`, under a namespace of its
 own, deleted at the end):
 
-1. **Redis ceiling**, with 1 and then 2 server processes: the same shape of work without the
-   runtime. Each asker XADDs `{id, key, body, reply}` to one of 16 streams (plain XADDs, one
-   per ask, over connections kept for them, `deer.cache.DirectCommands`, as many as askers)
-   and waits on the bench process's pub/sub channel; each server process reads its share of
-   the streams with XREADGROUP (COUNT 100), publishes a reply of the runtime's shape and XACKs.
-2. **Actor asks**, with 1 and then 2 worker processes (`run_worker` hosting an `Echo` actor,
-   16 partitions): the bench process asks through a sender `Runtime`.
+For 1 and then 2 server processes:
+
+1. **Actor asks** (`run_worker` hosting an `Echo` actor, 16 partitions): the bench process
+   asks through a sender `Runtime`.
+2. **Redis ceiling**: the same shape of work without the runtime. Each asker XADDs
+   `{id, key, body, reply}` to one of 16 streams (plain XADDs, one per ask, over connections
+   kept for them, `deer.cache.DirectCommands`, as many as askers) and waits on the bench
+   process's pub/sub channel; each server process reads its share of the streams with
+   XREADGROUP (COUNT 100), publishes a reply of the runtime's shape and XACKs.
 
 Each target is first loaded closed with `--concurrency` askers in turn (32, 64, 128, 256; each
-asker waits for its reply before the next ask, over `--keys` keys) until a load is not 5%
-faster than the best before it: the target's peak is the highest rate of those loads (with too
-few askers a target waits on its own latency, not on its capacity). Then the same target is
-paced at half its peak rate (asks started on a fixed schedule) for the latency at a sustainable
-load, then at the fixed `--paced` rates. Every load reports the CPU each process used per ask
-while it was measured. The bench process collects and freezes its heap before the loads, as a
-serving process does once started (`deer.heap`): the garbage of the migrations, collected in
-the middle of a load, was a pause of 80-95 ms.
+asker waits for its reply before the next ask, over `--keys` keys): the target's peak is the
+highest rate of those loads (with too few askers a target waits on its own latency, not on its
+capacity; all of them run, since a search that stopped at the first load not 5% faster than the
+best before it ended early on a noisy minute). Then the same target is paced at half its peak
+rate (asks started on a fixed schedule) for the latency at a sustainable load, then at the fixed
+`--paced` rates. The ceiling is paced once more at the actors' half rate ("actors' half"): what
+plain Redis round trips do on this machine at the load of the actors' latency target, measured
+right after it. Every load reports the CPU each process used per ask while it was measured. The
+bench process collects and freezes its heap before the loads, as a serving process does once
+started (`deer.heap`): the garbage of the migrations, collected in the middle of a load, was a
+pause of 80-95 ms.
 
 3. **Memory**: one worker, `--memory-keys` distinct keys told once each; its RSS before, after
    they were all committed, and after a passivation sweep (`DEER_ACTOR_IDLE_TIMEOUT`=2 s).
@@ -273,6 +278,10 @@ class CeilingClient:
         # Plain XADDs, one per ask, over connections kept for them (deer.cache.DirectCommands):
         # the bench keeps as many as the most askers, so no asker waits for the pool.
         self.commands = DirectCommands(redis, keep=settings.redis_pool_max // 2)
+        # As many appends at once as connections kept: a paced load that fell behind queues
+        # its asks here (their wait counts in their latency) instead of emptying the pool,
+        # which failed thousands of asks (docs/PERFORMANCE.md, Actors, 10:20-12:15 UTC).
+        self.sending = asyncio.Semaphore(settings.redis_pool_max // 2)
         self._listener: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -295,7 +304,8 @@ class CeilingClient:
         self.waiting[command_id] = future
         stream = ceiling_stream(self.settings, zlib.crc32(key_.encode()) % STREAMS)
         fields = ["id", command_id, "key", key_, "body", orjson.dumps(command)]
-        await self.commands.execute("XADD", stream, "*", *fields, "reply", self.process_id)
+        async with self.sending:
+            await self.commands.execute("XADD", stream, "*", *fields, "reply", self.process_id)
         await asyncio.wait_for(future, 10)
 
     async def close(self) -> None:
@@ -360,7 +370,7 @@ async def paced_load(
 
 
 CPU_PARTS: Final = ("server", "redis", "postgres", "client")
-SATURATED: Final = 1.05  # a closed load with more askers that is not 5% faster ends the search
+REFERENCE: Final = "actors' half"  # the ceiling's load at the actors' half rate
 
 
 async def watched_processes(
@@ -399,10 +409,12 @@ async def measure(
     args: argparse.Namespace,
     settings: Settings,
     redis: Redis,
+    reference: float | None = None,
 ) -> list[Load]:
     """The closed loads (one per `--concurrency`: the fastest is the peak), then half of the
-    peak paced, then the fixed `--paced` rates; each with the CPU every part used while it
-    was measured."""
+    peak paced, then the fixed `--paced` rates, then `reference` asks per second paced (the
+    ceiling at the actors' half rate); each with the CPU every part used while it was
+    measured."""
     settle_heap()  # as a serving process does once started (`deer.heap`)
     processes = len(servers)
     # Asked once, before the loads: during a paced load that fell behind, the asks in flight
@@ -427,13 +439,13 @@ async def measure(
         named = f"{askers} asker" + ("s" if askers != 1 else "")
         load = await metered(named, closed_load(ask, askers, args))
         loads.append(load)
-        if len(loads) > 1 and load.rate < SATURATED * max(done.rate for done in loads[:-1]):
-            break  # more askers no longer raise the rate: the target is saturated
     peak = max(loads, key=lambda load: load.rate)
     peak.peak = True
     loads.append(await metered("half", paced_load(ask, peak.rate / 2, args)))
     for rate in args.paced:
         loads.append(await metered(f"{rate:g}/s", paced_load(ask, rate, args)))
+    if reference is not None:
+        loads.append(await metered(REFERENCE, paced_load(ask, reference, args)))
     for load in loads:
         print(
             f"  {target}, {processes} process(es), {load.name}: {load.rate:,.0f}/s,"
@@ -520,13 +532,19 @@ async def admin(postgres: str, sql: str) -> None:
 
 
 async def measure_ceiling(
-    settings: Settings, redis: Redis, processes: int, args: argparse.Namespace
+    settings: Settings,
+    redis: Redis,
+    processes: int,
+    args: argparse.Namespace,
+    reference: float | None,
 ) -> list[Load]:
     ceiling = CeilingClient(settings, redis)
     await ceiling.start()
     try:
         async with children(settings, "ceiling", processes) as servers:
-            return await measure("Redis ceiling", servers, ceiling.ask, args, settings, redis)
+            return await measure(
+                "Redis ceiling", servers, ceiling.ask, args, settings, redis, reference
+            )
     finally:
         await ceiling.close()
 
@@ -550,17 +568,22 @@ async def run(args: argparse.Namespace) -> None:
     mem: dict[str, float] | None = None
     try:
         for processes in args.processes if args.loads else ():
-            if not args.skip_ceiling:
-                loads += await measure_ceiling(settings, redis, processes, args)
+            # The actors first: the ceiling then also runs at their half rate, the latency
+            # target's load, so the table shows what plain Redis round trips do at that rate
+            # on this machine (the reference for their p99), minutes apart at most.
             sender = Runtime(settings, redis)
             await sender.start()
             try:
                 async with children(settings, "worker", processes, **args.worker_env) as servers:
-                    loads += await measure(
+                    actor_loads = await measure(
                         "actor ask", servers, asker(sender), args, settings, redis
                     )
             finally:
                 await sender.close()
+            if not args.skip_ceiling:
+                half = next(load.rate for load in actor_loads if load.peak) / 2
+                loads += await measure_ceiling(settings, redis, processes, args, half)
+            loads += actor_loads
         if args.memory_keys:
             mem = await memory(settings, redis, args.memory_keys)
     finally:
@@ -634,8 +657,7 @@ def main() -> int:
         type=lambda text: [int(part) for part in text.split(",")],
         default=[32, 64, 128, 256],
         metavar="N,...",
-        help="askers of the closed loads, in turn, until one is not 5%% faster than the best"
-        " before it; the fastest is the peak (default 32,64,128,256)",
+        help="askers of the closed loads, in turn; the fastest is the peak (default 32,64,128,256)",
     )
     parser.add_argument("--keys", type=int, default=1000, help="distinct keys asked")
     parser.add_argument("--memory-keys", type=int, default=100_000, help="0: no memory check")
