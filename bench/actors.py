@@ -63,6 +63,7 @@ from redis.exceptions import ResponseError
 from actors.base import Actor, CommandResult, JsonObject, Outcome, Overloaded
 from actors.leases import lease_key
 from actors.runtime import Runtime, encode_result
+from bench.http import cpu_count, cpu_model, idle_driver
 from config.settings import Settings, load_settings
 from deer.cache import DirectCommands, create_redis, key
 from deer.heap import settle_heap
@@ -602,14 +603,9 @@ async def run(args: argparse.Namespace) -> None:
 
 def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Namespace) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    cpu = "unknown"
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
     print(
-        f"\n{now}; {len(os.sched_getaffinity(0))} CPUs ({cpu}); Python {platform.python_version()}"
+        f"\n{now}; {cpu_count()} CPUs ({cpu_model()}), cpuidle {idle_driver()};"
+        f" Python {platform.python_version()}"
     )
     print(
         f"askers {', '.join(map(str, args.concurrency))}, {args.keys} keys,"

@@ -160,6 +160,15 @@ def cpu_model() -> str:
     return platform.processor() or "unknown"
 
 
+def idle_driver() -> str:
+    """The kernel's cpuidle driver: on a virtual machine, `none` halts an idle CPU at once and
+    makes every wake-up expensive; `haltpoll` polls first (docs/actors.md, *Running it*)."""
+    try:
+        return Path("/sys/devices/system/cpu/cpuidle/current_driver").read_text().strip()
+    except OSError:
+        return "unknown"
+
+
 def cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -171,6 +180,7 @@ def machine() -> dict[str, str]:
     return {
         "cpus": str(cpu_count()),
         "cpu_model": cpu_model(),
+        "cpu_idle": idle_driver(),
         "memory_gib": f"{psutil.virtual_memory().total / 2**30:.1f}",
         "system": platform.platform(),
         "python": platform.python_version(),
