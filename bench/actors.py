@@ -601,6 +601,45 @@ async def run(args: argparse.Namespace) -> None:
     report(loads, mem, args)
 
 
+SHARE_TARGET: Final = 0.5  # of the ceiling's peak, at the actors' peak
+P99_TARGET: Final = 0.010  # seconds, at half the actors' peak
+MEMORY_KEYS_TARGET: Final = 1_000_000  # distinct keys told once ...
+MEMORY_TARGET_MIB: Final = 100  # ... grow a worker by about this much at most
+
+
+def verdicts(loads: list[Load]) -> list[str]:
+    """The issue's latency and throughput targets per process count, met or not, each beside
+    what the Redis ceiling did: its peak, and its p99 at the actors' half rate."""
+    lines: list[str] = []
+    for processes in sorted({load.processes for load in loads}):
+        mine = [load for load in loads if load.processes == processes]
+        actor = {load.name: load for load in mine if load.target == "actor ask"}
+        ceiling = {load.name: load for load in mine if load.target != "actor ask"}
+        peak = next((load for load in actor.values() if load.peak), None)
+        half = actor.get("half")
+        if peak is None or half is None:
+            continue
+        parts = []
+        top = next((load for load in ceiling.values() if load.peak), None)
+        if top is not None:
+            share = peak.rate / top.rate
+            parts.append(
+                f"share {share:.0%} ({'met' if share >= SHARE_TARGET else 'NOT met'},"
+                f" target {SHARE_TARGET:.0%})"
+            )
+        p99 = half.percentile(0.99)
+        verdict = "met" if p99 <= P99_TARGET else "NOT met"
+        text = (
+            f"p99 at half the peak {p99 * 1000:.2f} ms ({verdict}, target {P99_TARGET * 1000:g} ms"
+        )
+        reference = ceiling.get(REFERENCE)
+        if reference is not None:
+            text += f"; plain Redis at that rate {reference.percentile(0.99) * 1000:.2f} ms"
+        parts.append(text + ")")
+        lines.append(f"targets, {processes} process(es): " + "; ".join(parts))
+    return ["", *lines] if lines else []
+
+
 def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Namespace) -> None:
     now = dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")
     print(
@@ -635,6 +674,8 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
             f" {load.percentile(0.5) * 1000:.2f} | {load.percentile(0.99) * 1000:.2f} | {ratio} |"
             f" {cpu if load.cpu else ''} |"
         )
+    for line in verdicts(loads):
+        print(line)
     if mem is not None:
         print(
             f"\nmemory: {args.memory_keys:,} distinct keys told once in {mem['seconds']:.0f} s;"
@@ -642,6 +683,11 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
             f" {mem['after']:.0f} MiB after (+{mem['after'] - mem['before']:.0f}),"
             f" {mem['swept']:.0f} MiB after passivation"
         )
+        if args.memory_keys >= MEMORY_KEYS_TARGET:  # the target is for a million keys
+            growth = mem["after"] - mem["before"]
+            verdict = "met" if growth <= MEMORY_TARGET_MIB else "NOT met"
+            target = f"target ~{MEMORY_TARGET_MIB} MiB"
+            print(f"targets, memory: +{growth:.0f} MiB ({verdict}, {target})")
 
 
 def main() -> int:

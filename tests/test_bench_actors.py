@@ -71,6 +71,23 @@ def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
     assert rows[6]["share"].endswith("%")  # the actors' peak beside the ceiling's
     assert [row["share"] for row in rows if row["share"]] == [rows[6]["share"]]
     assert re.search(r"memory: 2,000 distinct keys told once", done.stdout), done.stdout
+    # Each target judged in words, beside what plain Redis did at the same rate.
+    verdict = re.search(
+        r"^targets, 1 process\(es\): share (\d+)% \((met|NOT met), target 50%\);"
+        r" p99 at half the peak ([\d.]+) ms \((met|NOT met), target 10 ms;"
+        r" plain Redis at that rate ([\d.]+) ms\)$",
+        done.stdout,
+        re.MULTILINE,
+    )
+    assert verdict is not None, done.stdout
+    share, share_met, p99, p99_met, reference = verdict.groups()
+    assert f"{share}%" == rows[6]["share"]
+    # (at exactly the printed target, rounding decides: either verdict is right)
+    assert (share_met == "met") == (int(share) >= 50) or int(share) == 50
+    assert p99 == rows[7]["p99"]
+    assert (p99_met == "met") == (float(p99) <= 10) or float(p99) == 10
+    assert reference == rows[4]["p99"]
+    assert "targets, memory" not in done.stdout  # judged for a million keys only
 
     found, after = asyncio.run(leftovers(server_url, redis_url, database))
     assert (found, sorted(set(after) - set(before))) == (0, [])
