@@ -607,22 +607,31 @@ MEMORY_KEYS_TARGET: Final = 1_000_000  # distinct keys told once ...
 MEMORY_TARGET_MIB: Final = 100  # ... grow a worker by about this much at most
 
 
+def shares(loads: list[Load]) -> dict[int, float]:
+    """Per process count, the actors' peak rate over the ceiling's (both measured)."""
+    peaks = {(load.target, load.processes): load.rate for load in loads if load.peak}
+    return {
+        processes: rate / peaks[("Redis ceiling", processes)]
+        for (target, processes), rate in peaks.items()
+        if target == "actor ask" and ("Redis ceiling", processes) in peaks
+    }
+
+
 def verdicts(loads: list[Load]) -> list[str]:
     """The issue's latency and throughput targets per process count, met or not, each beside
     what the Redis ceiling did: its peak, and its p99 at the actors' half rate."""
     lines: list[str] = []
+    share_of = shares(loads)
     for processes in sorted({load.processes for load in loads}):
         mine = [load for load in loads if load.processes == processes]
         actor = {load.name: load for load in mine if load.target == "actor ask"}
         ceiling = {load.name: load for load in mine if load.target != "actor ask"}
-        peak = next((load for load in actor.values() if load.peak), None)
         half = actor.get("half")
-        if peak is None or half is None:
+        if half is None:
             continue
         parts = []
-        top = next((load for load in ceiling.values() if load.peak), None)
-        if top is not None:
-            share = peak.rate / top.rate
+        share = share_of.get(processes)
+        if share is not None:
             parts.append(
                 f"share {share:.0%} ({'met' if share >= SHARE_TARGET else 'NOT met'},"
                 f" target {SHARE_TARGET:.0%})"
@@ -655,16 +664,10 @@ def report(loads: list[Load], mem: dict[str, float] | None, args: argparse.Names
         " CPU us/ask: server + Redis + PostgreSQL + client = total |"
     )
     print("|---|---|---|---|---|---|---|---|")
-    ceilings = {
-        load.processes: load.rate for load in loads if load.target != "actor ask" and load.peak
-    }
+    share_of = shares(loads)
     for load in loads:
-        ceiling = ceilings.get(load.processes)
-        ratio = (
-            f"{load.rate / ceiling:.0%}"
-            if ceiling and load.target == "actor ask" and load.peak
-            else ""
-        )
+        share = share_of.get(load.processes) if load.target == "actor ask" and load.peak else None
+        ratio = "" if share is None else f"{share:.0%}"
         parts = [load.cpu_per_ask(part) for part in CPU_PARTS]
         cpu = (
             " + ".join(f"{part:.0f}" for part in parts) + f" = {sum(parts):.0f}" if load.cpu else ""
