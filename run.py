@@ -1,4 +1,5 @@
-"""Run deer: `python run.py [serve|worker|migrate|create-admin|seed-demo|check|makemigrations]`.
+"""Run deer: `python run.py [serve|worker|migrate|create-admin|seed-demo|check|dead-letters|
+makemigrations]`.
 
 With no configuration, the embedded PostgreSQL and Valkey start under the data folder
 (`DEER_DATA_DIR`, default `./var`) and stop again when this process ends.
@@ -195,6 +196,21 @@ def check_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0 if all(ok for ok, _ in results.values()) else EXIT_FAILED
 
 
+def dead_letters_command(settings: Settings, args: argparse.Namespace) -> int:
+    """List a kind's dead letters, replay or drop them (`actors.cli`)."""
+    from actors import cli
+    from actors.registry import entity_actors
+    from deer.cache import redis_client
+
+    kinds = [actor.kind for actor in entity_actors(settings)]
+
+    async def work() -> int:
+        async with redis_client(settings) as redis:
+            return await cli.run(settings, redis, kinds, args, print)
+
+    return run_async(_with_database(settings, work))
+
+
 def makemigrations_command(settings: Settings, args: argparse.Namespace) -> int:
     """For developers: write a migration for model changes (tortoise's autodetector)."""
     from deer.db import make_migrations
@@ -210,6 +226,7 @@ COMMANDS: dict[str, Callable[[Settings, argparse.Namespace], int]] = {
     "create-admin": create_admin_command,
     "seed-demo": seed_demo_command,
     "check": check_command,
+    "dead-letters": dead_letters_command,
     "makemigrations": makemigrations_command,
 }
 
@@ -233,6 +250,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     seed = sub.add_parser("seed-demo", help="load a realistic Chinese demo data set")
     seed.add_argument("--quiet", action="store_true", help="no progress bar")
     sub.add_parser("check", help="print the configuration (secrets masked) and ping backends")
+    from actors.cli import add_arguments
+
+    add_arguments(
+        sub.add_parser("dead-letters", help="list a kind's dead letters, replay or drop them")
+    )
     make = sub.add_parser("makemigrations", help="(developers) write a migration for model changes")
     make.add_argument("--name", default=None)
     args = parser.parse_args(argv)
