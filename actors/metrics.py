@@ -1,8 +1,8 @@
 """Prometheus numbers of an actor runtime, read at scrape time from its hosts' plain counters.
 
 Nothing here runs on the hot path: turns bump plain numbers (`HostStats`), the lease tick
-refreshes the stream lag and pending counts, the reminder loop the due count; `collect` only
-reads them (no Redis call, no lock).
+refreshes the stream lag and pending counts and the dead letters waiting, the reminder loop
+the due count; `collect` only reads them (no Redis call, no lock).
 """
 
 from __future__ import annotations
@@ -40,6 +40,9 @@ class ActorCollector(Collector):
         pending = gauge("stream_pending", "Entries delivered, not acknowledged (owned partitions)")
         lag = gauge("stream_lag", "Entries not yet read by the group (owned partitions)")
         due = gauge("reminders_due", "Reminders past their time, not yet fired (owned partitions)")
+        waiting = gauge(
+            "dead_letters_waiting", "Dead letters of the kind waiting to be replayed or dropped"
+        )
         handled = counter("handled", "Turns committed (dead letters included)")
         redeliveries = counter(
             "redeliveries",
@@ -64,6 +67,7 @@ class ActorCollector(Collector):
             pending.add_metric(labels, stats.pending)
             lag.add_metric(labels, stats.lag)
             due.add_metric(labels, stats.reminders_due)
+            waiting.add_metric(labels, stats.dead_letters_waiting)
             handled.add_metric(labels, stats.handled)
             redeliveries.add_metric(labels, stats.read_again)
             duplicates.add_metric(labels, stats.redelivered)
@@ -77,7 +81,7 @@ class ActorCollector(Collector):
                 running += count
                 cumulative.append((bound, float(running)))
             latency.add_metric(labels, cumulative, stats.latency_sum)
-        yield from (owned, in_memory, depth, pending, lag, due)
+        yield from (owned, in_memory, depth, pending, lag, due, waiting)
         yield from (handled, redeliveries, duplicates, dead, stale, fired, commits, latency)
 
 

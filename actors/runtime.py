@@ -409,6 +409,7 @@ class HostStats:
     reminders_due: int = 0  # at the last look, in the owned partitions
     pending: int = 0  # read, not acknowledged, in the owned partitions (at the last tick)
     lag: int = 0  # not yet read by the group, in the owned partitions (at the last tick)
+    dead_letters_waiting: int = 0  # in the kind's dead-letter stream (at the last tick)
     latency_buckets: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_count: int = 0
     latency_sum: float = 0.0
@@ -1090,16 +1091,20 @@ class KindHost:
     # --- hygiene ----------------------------------------------------------------------
 
     async def _trim(self) -> None:
-        """Drop acknowledged entries: keep from the oldest pending (or first unread) one."""
+        """Drop acknowledged entries: keep from the oldest pending (or first unread) one. Also
+        counts the kind's dead letters waiting for an operator (one XLEN a tick)."""
         partitions = [p for p in self.owned if p in self.reading]
-        if not partitions:
-            self.stats.pending = self.stats.lag = 0
-            return
         async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(dead_letter_key(self.settings, self.kind))
             for partition in partitions:
                 pipe.xpending(self._stream(partition), self.group)
                 pipe.xinfo_groups(self._stream(partition))
-            answers = await pipe.execute(raise_on_error=False)
+            waiting, *answers = await pipe.execute(raise_on_error=False)
+        if not isinstance(waiting, BaseException):
+            self.stats.dead_letters_waiting = int(waiting)
+        if not partitions:
+            self.stats.pending = self.stats.lag = 0
+            return
         total_pending = total_lag = 0
         async with self.redis.pipeline(transaction=False) as pipe:
             for index, partition in enumerate(partitions):

@@ -88,6 +88,7 @@ async def test_runtime_numbers_are_exported(fast: Settings, redis: Redis) -> Non
             "deer_actor_stream_pending": 0,
             "deer_actor_stream_lag": 0,
             "deer_actor_reminders_due": 0,
+            "deer_actor_dead_letters_waiting": 1,
             "deer_actor_handled_total": 6,  # three slow, the dead letter, the ask, the reminder
             "deer_actor_redeliveries_total": 0,
             "deer_actor_duplicates_total": 0,
