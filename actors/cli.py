@@ -10,7 +10,6 @@ import orjson
 from redis.asyncio import Redis
 
 from actors import dead_letters
-from actors.runtime import dead_letter_key
 from config.settings import Settings
 from deer.errors import DeerError, ValidationFailed
 
@@ -41,7 +40,7 @@ async def run(
                 "name the kind whose dead letters to change", code="kind_missing"
             )
         for kind in kinds:
-            count = await redis.xlen(dead_letter_key(settings, kind))
+            count = await dead_letters.waiting(settings, redis, kind)
             say(f"{kind}: {count} dead letter{'' if count == 1 else 's'}")
         return 0
     if args.kind not in kinds:
@@ -60,7 +59,7 @@ async def run(
     for letter in letters:
         say(orjson.dumps(letter.as_json()).decode() if args.json else _line(letter))
     if not args.json:
-        total = await redis.xlen(dead_letter_key(settings, args.kind))
+        total = await dead_letters.waiting(settings, redis, args.kind)
         more = f"; next page: --after {letters[-1].id}" if len(letters) == args.limit else ""
         say(f"{len(letters)} shown of {total}{more}")
     return 0

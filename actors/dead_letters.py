@@ -185,6 +185,12 @@ async def dead_letter(settings: Settings, redis: Redis, kind: str, letter_id: st
     return _letter(*found[0])
 
 
+async def waiting(settings: Settings, redis: Redis, kind: str) -> int:
+    """How many dead letters of `kind` wait to be replayed or dropped."""
+    count: int = await redis.xlen(dead_letter_key(settings, kind))
+    return count
+
+
 async def drop(settings: Settings, redis: Redis, kind: str, letter_ids: list[str]) -> int:
     """Delete dead letters for good; how many there were."""
     if not letter_ids:

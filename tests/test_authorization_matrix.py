@@ -88,6 +88,10 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/admin/policies"): ADMIN,
     ("GET", "/api/admin/policies/check"): ADMIN,
     ("DELETE", "/api/admin/policies/{id}"): ADMIN,
+    # the actors' dead letters
+    ("GET", "/api/admin/actors/{kind}/dead-letters"): ADMIN,
+    ("POST", "/api/admin/actors/{kind}/dead-letters/{id}/replay"): ADMIN,
+    ("DELETE", "/api/admin/actors/{kind}/dead-letters/{id}"): ADMIN,
     # orders
     ("POST", "/api/orders"): MEMBER,
     ("GET", "/api/orders"): MEMBER,
