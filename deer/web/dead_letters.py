@@ -64,6 +64,15 @@ def _kind(request: web.Request) -> str:
     return kind
 
 
+async def _audit(
+    request: web.Request, action: str, kind: str, letter_id: str, **details: Any
+) -> None:
+    """`dead_letter.<action>` in the audit log, its target `<kind>/<id>`."""
+    await record_by(
+        actor_of(request), f"dead_letter.{action}", "dead_letter", f"{kind}/{letter_id}", **details
+    )
+
+
 def _out(letter: dead_letters.DeadLetter) -> DeadLetterOut:
     return DeadLetterOut(replayable=letter.replayable, **letter.as_json())
 
@@ -99,11 +108,11 @@ async def replay_dead_letter(request: web.Request) -> ReplayOut:
     done = await dead_letters.replay(
         request.app[keys.SETTINGS], request.app[keys.REDIS], kind, request.match_info["id"]
     )
-    await record_by(
-        actor_of(request),
-        "dead_letter.replay",
-        "dead_letter",
-        f"{kind}/{done.letter_id}",
+    await _audit(
+        request,
+        "replay",
+        kind,
+        done.letter_id,
         command_id=done.command_id,
         status=done.status,
         message_id=done.message_id,
@@ -123,11 +132,11 @@ async def drop_dead_letter(request: web.Request) -> web.Response:
     letter = await dead_letters.dead_letter(settings, redis, kind, letter_id)
     if not await dead_letters.drop(settings, redis, kind, [letter_id]):
         raise dead_letters.DeadLetterNotFound(kind, letter_id)
-    await record_by(
-        actor_of(request),
-        "dead_letter.drop",
-        "dead_letter",
-        f"{kind}/{letter_id}",
+    await _audit(
+        request,
+        "drop",
+        kind,
+        letter_id,
         command_id=letter.command_id,
         key=letter.key,
         error=letter.error,
