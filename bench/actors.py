@@ -617,6 +617,12 @@ def shares(loads: list[Load]) -> dict[int, float]:
     }
 
 
+def busy(load: Load) -> float:
+    """The share of the machine's CPUs the measured processes used during `load`: at half the
+    peak, what is left for a wake-up to find a CPU free (docs/PERFORMANCE.md, Actors)."""
+    return sum(load.cpu.values()) / load.seconds / cpu_count()
+
+
 def verdicts(loads: list[Load]) -> list[str]:
     """The issue's latency and throughput targets per process count, met or not, each beside
     what the Redis ceiling did: its peak, and its p99 at the actors' half rate."""
@@ -644,7 +650,7 @@ def verdicts(loads: list[Load]) -> list[str]:
         reference = ceiling.get(REFERENCE)
         if reference is not None:
             text += f"; plain Redis at that rate {reference.percentile(0.99) * 1000:.2f} ms"
-        parts.append(text + ")")
+        parts.append(text + f"; the machine {busy(half):.0%} busy there)")
         lines.append(f"targets, {processes} process(es): " + "; ".join(parts))
     return ["", *lines] if lines else []
 

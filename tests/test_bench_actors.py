@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 from redis.asyncio import Redis
 
+from bench.http import cpu_count
 from deer.db import asyncpg_url
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,18 +76,22 @@ def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
     verdict = re.search(
         r"^targets, 1 process\(es\): share (\d+)% \((met|NOT met), target 50%\);"
         r" p99 at half the peak ([\d.]+) ms \((met|NOT met), target 10 ms;"
-        r" plain Redis at that rate ([\d.]+) ms\)$",
+        r" plain Redis at that rate ([\d.]+) ms; the machine (\d+)% busy there\)$",
         done.stdout,
         re.MULTILINE,
     )
     assert verdict is not None, done.stdout
-    share, share_met, p99, p99_met, reference = verdict.groups()
+    share, share_met, p99, p99_met, reference, busy = verdict.groups()
     assert f"{share}%" == rows[6]["share"]
     # (at exactly the printed target, rounding decides: either verdict is right)
     assert (share_met == "met") == (int(share) >= 50) or int(share) == 50
     assert p99 == rows[7]["p99"]
     assert (p99_met == "met") == (float(p99) <= 10) or float(p99) == 10
     assert reference == rows[4]["p99"]
+    # The machine's share the measured processes used: their CPU per ask at that rate.
+    cpu_per_ask = int(rows[7]["cpu"].rsplit("= ", 1)[1])
+    expected = cpu_per_ask * rates[7] / 1e6 / cpu_count() * 100
+    assert int(busy) == pytest.approx(expected, abs=2)
     assert "targets, memory" not in done.stdout  # judged for a million keys only
 
     found, after = asyncio.run(leftovers(server_url, redis_url, database))
