@@ -135,6 +135,8 @@ def _letter(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
         try:
             original = orjson.loads(fields.get("fields", "{}"))
         except orjson.JSONDecodeError:
+            original = None
+        if not isinstance(original, dict):
             original = {"fields": fields.get("fields", "")}
         return DeadLetter(**common, fields={str(k): str(v) for k, v in original.items()})
     try:
@@ -155,7 +157,7 @@ def _checked_id(letter_id: str) -> str:
     """A stream entry id (`<ms>-<seq>`), or `ValidationFailed`: Redis would refuse it less
     kindly."""
     ms, _, seq = letter_id.partition("-")
-    if not (ms.isdigit() and seq.isdigit() and len(letter_id) <= 41):
+    if not (ms.isdigit() and seq.isdigit() and max(int(ms), int(seq)) < 2**64):
         raise ValidationFailed(
             f"{letter_id!r} is no dead-letter id (they look like 1764000000000-0)",
             code="invalid_dead_letter_id",

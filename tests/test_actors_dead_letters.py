@@ -194,7 +194,7 @@ async def test_a_full_stream_refuses_the_replay(fast: Settings, redis: Redis) ->
 async def test_bad_ids_and_dropping(fast: Settings, redis: Redis) -> None:
     await poisoned(fast, redis)
     (letter,) = await dead_letters.dead_letters(fast, redis, "counter")
-    for bad in ("", "abc", "1-x", "-1-0", "1" * 50 + "-0"):
+    for bad in ("", "abc", "1-x", "-1-0", "1" * 50 + "-0", f"{2**64}-0", "1-0-0"):
         with pytest.raises(ValidationFailed) as refused:
             await dead_letters.replay(fast, redis, "counter", bad)
         assert refused.value.code == "invalid_dead_letter_id"
