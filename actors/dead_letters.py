@@ -28,7 +28,7 @@ from redis.asyncio import Redis
 
 from actors import store
 from actors.base import ActorError, JsonObject, Overloaded, message_order, partition_of
-from actors.runtime import dead_letter_key, stream_key
+from actors.runtime import as_text, dead_letter_key, stream_key
 from config.settings import Settings
 from deer.cache import key
 from deer.errors import Conflict, NotFound, ValidationFailed
@@ -118,15 +118,11 @@ def replayed_key(settings: Settings, kind: str, command_id: str) -> str:
     return key(settings, "actors", kind, "replayed", command_id)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
 def _letter(entry_id: Any, raw: dict[Any, Any]) -> DeadLetter:
-    fields = {_text(name): _text(value) for name, value in raw.items()}
+    fields = {as_text(name): as_text(value) for name, value in raw.items()}
     partition = fields.get("partition", "")
     common: dict[str, Any] = {
-        "id": _text(entry_id),
+        "id": as_text(entry_id),
         "error": fields.get("error", ""),
         "partition": int(partition) if partition.isdigit() else None,
         "message_id": fields.get("message_id", ""),
@@ -270,10 +266,10 @@ async def replay(
         settings.actor_outcome_ttl,
         letter.key,
     )
-    status = _text(answer[0])
+    status = as_text(answer[0])
     if status in ("gone", "changed"):
         raise DeadLetterNotFound(kind, letter_id)
     if status == "full":
         raise Overloaded(kind, partition)
     assert status in ("sent", "duplicate"), status
-    return Replayed(letter_id, letter.command_id, status, _text(answer[1]))  # type: ignore[arg-type]
+    return Replayed(letter_id, letter.command_id, status, as_text(answer[1]))  # type: ignore[arg-type]

@@ -239,7 +239,8 @@ def dead_letter_key(settings: Settings, kind: str) -> str:
     return key(settings, "actors", kind, "dead")
 
 
-def _text(value: bytes | str) -> str:
+def as_text(value: bytes | str) -> str:
+    """A Redis reply (bytes here) as text."""
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -324,14 +325,14 @@ class Entry:
     ) -> Entry:
         fields = _named(fields)
         if b"id" not in fields:  # a client that decodes responses: field names are text
-            fields = {_text(name).encode(): value for name, value in fields.items()}
+            fields = {as_text(name).encode(): value for name, value in fields.items()}
         return cls(
             partition=partition,
-            message_id=_text(message_id),
-            command_id=_text(fields[b"id"]),
-            key=_text(fields[b"key"]),
+            message_id=as_text(message_id),
+            command_id=as_text(fields[b"id"]),
+            key=as_text(fields[b"key"]),
             body=orjson.loads(fields[b"body"]),
-            reply_to=_text(fields.get(b"reply", b"")),
+            reply_to=as_text(fields.get(b"reply", b"")),
         )
 
 
@@ -648,7 +649,7 @@ class KindHost:
             log.warning("actor kind %s: lease on %d gone before its stream", self.kind, partition)
             self._lose(partition)
             return
-        start, upto = (_text(value) for value in taken)
+        start, upto = (as_text(value) for value in taken)
         if message_order(upto) > message_order(start):
             self._redelivered[partition] = message_order(upto)
         self.reading.add(partition)
@@ -672,11 +673,11 @@ class KindHost:
         for (partition, held), value, found in zip(holds.items(), values, groups, strict=True):
             if self.owned.get(partition) is not held:
                 continue
-            if value is None or _text(value) != lease_value(self.owner, held.token):
+            if value is None or as_text(value) != lease_value(self.owner, held.token):
                 log.warning("actor kind %s: lease on %d gone at read", self.kind, partition)
                 self._lose(partition)
             elif isinstance(found, BaseException) or all(
-                _text(group["name"]) != self.group for group in found
+                as_text(group["name"]) != self.group for group in found
             ):
                 self.reading.discard(partition)
                 self._joining[partition] = held
@@ -732,7 +733,7 @@ class KindHost:
             unreadable: list[Unreadable] = []
             for partition, entries in self._found(found, named, holds):
                 for message_id, fields in entries:
-                    after[partition] = _text(message_id)
+                    after[partition] = as_text(message_id)
                     seen[partition] = True
                     if not fields or (partition, after[partition]) in self._routed:
                         continue  # trimmed away, or read already and not finished yet
@@ -753,7 +754,7 @@ class KindHost:
             for partition, message_id, fields, exc in unreadable:
                 log.error(
                     "actor kind %s: entry %s of partition %d is no command: %r",
-                    self.kind, _text(message_id), partition, exc,
+                    self.kind, as_text(message_id), partition, exc,
                 )  # fmt: skip
                 pipe.xadd(
                     dead_letter_key(self.settings, self.kind),
@@ -777,7 +778,7 @@ class KindHost:
         for the partitions still read under the acquisition the read was made with (others
         stay pending in our group: the next owner reads them again)."""
         for stream, entries in found.items() if isinstance(found, dict) else found or ():
-            partition = named[_text(stream)]
+            partition = named[as_text(stream)]
             if self.owned.get(partition) is holds[partition] and partition in self.reading:
                 yield partition, entries
 
@@ -1111,15 +1112,15 @@ class KindHost:
                 pending, groups = answers[2 * index], answers[2 * index + 1]
                 if isinstance(pending, BaseException) or isinstance(groups, BaseException):
                     continue  # our group is gone: the reader finds out and lets it go
-                group = next((g for g in groups if _text(g["name"]) == self.group), None)
+                group = next((g for g in groups if as_text(g["name"]) == self.group), None)
                 if group is None:
                     continue
                 total_pending += int(pending["pending"])
                 total_lag += int(group.get("lag") or 0)  # None when Redis cannot tell
                 if pending["pending"]:
-                    threshold = _text(pending["min"])
+                    threshold = as_text(pending["min"])
                 else:
-                    ms, seq = message_order(_text(group["last-delivered-id"]))
+                    ms, seq = message_order(as_text(group["last-delivered-id"]))
                     threshold = f"{ms}-{seq + 1}"
                 pipe.xtrim(self._stream(partition), minid=threshold, approximate=False)
             await pipe.execute()

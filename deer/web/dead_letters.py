@@ -106,7 +106,11 @@ async def list_dead_letters(request: web.Request, query: DeadLetterQuery) -> Dea
 async def replay_dead_letter(request: web.Request) -> ReplayOut:
     kind = _kind(request)
     done = await dead_letters.replay(
-        request.app[keys.SETTINGS], request.app[keys.REDIS], kind, request.match_info["id"]
+        request.app[keys.SETTINGS],
+        request.app[keys.REDIS],
+        kind,
+        request.match_info["id"],
+        partitions=request.app[keys.ACTORS].partitions(kind),  # as the runtime addresses it
     )
     await _audit(
         request,
