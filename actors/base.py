@@ -152,10 +152,19 @@ def rejection(error: DeerError) -> JsonObject:
     }
 
 
+def rejection_of(reply: Any) -> JsonObject | None:
+    """The domain error a reply carries (`rejection`: its kind, code, message and details), or
+    None for a reply that is a result."""
+    if isinstance(reply, dict) and REJECTED in reply:
+        found: JsonObject = reply[REJECTED]
+        return found
+    return None
+
+
 def raise_rejection(reply: Any) -> None:
     """Raise the domain error a reply carries, if it carries one (`rejection`)."""
-    if isinstance(reply, dict) and REJECTED in reply:
-        found = reply[REJECTED]
+    found = rejection_of(reply)
+    if found is not None:
         error_class = _ERROR_OF_KIND.get(found["kind"], DeerError)
         raise error_class(found["message"], code=found["code"], **found["details"])
 

@@ -29,6 +29,7 @@ from deer.payments.registry import build_payments
 from deer.ratelimit import Limiter
 from deer.shop import cart_http, orders_http
 from deer.shop.payment_sink import OrderPayments, ProviderRefunds
+from deer.web import commands as commands_http
 from deer.web import dead_letters as dead_letters_http
 from deer.web import ops
 from deer.web.auth import auth_middleware
@@ -171,4 +172,5 @@ def create_app(settings: Settings) -> web.Application:
     payments_http.register(app)
     cart_http.api.register(app)
     dead_letters_http.api.register(app)
+    commands_http.api.register(app)
     return app

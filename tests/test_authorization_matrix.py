@@ -43,6 +43,7 @@ EXPECTED: Final[dict[tuple[str, str], frozenset[str]]] = {
     ("POST", "/api/auth/logout"): SIGNED_IN,
     ("GET", "/api/auth/me"): SIGNED_IN,
     ("POST", "/api/auth/password"): SIGNED_IN,
+    ("GET", "/api/commands/{command_id}"): SIGNED_IN,  # the caller's own timed-out commands
     # staff users
     ("GET", "/api/admin/users"): MANAGERS,
     ("POST", "/api/admin/users"): ADMIN,

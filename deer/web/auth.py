@@ -4,6 +4,8 @@ A declared public endpoint is open to all. Any other needs a valid access token 
 otherwise) and a casbin policy allowing one of the caller's roles that path and method
 (403 otherwise); an endpoint declared for members or for staff only refuses the other kind
 (403 `members_only` / `staff_only`). Handlers read the caller with `principal_of(request)`.
+A request whose actor did not answer in time (`504 actor_timeout`) leaves its caller recorded
+as the command's asker, the only one who may fetch its outcome (`GET /api/commands/{id}`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,13 @@ from typing import Final
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
 
+from actors.base import AskTimeout
 from deer import keys
 from deer.access.policy import route_pattern
 from deer.accounts.errors import TokenMissing
 from deer.accounts.tokens import Principal
 from deer.errors import Forbidden
+from deer.web import askers
 from deer.web.api import endpoint_of
 
 PRINCIPAL: Final = web.RequestKey("principal", Principal)
@@ -85,4 +89,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         if endpoint.callers == "staff" and principal.kind != "staff":
             raise Forbidden(STAFF_ONLY, code="staff_only")
     request[PRINCIPAL] = principal
-    return await handler(request)
+    try:
+        return await handler(request)
+    except AskTimeout as exc:
+        app = request.app
+        await askers.remember(app[keys.REDIS], app[keys.SETTINGS], exc.command_id, principal)
+        raise

@@ -27,7 +27,10 @@ ERROR_DESCRIPTIONS: Final = {
     422: "Invalid fields (`validation_error`, `details.fields` lists path and reason)",
     429: "Too many requests (`rate_limited`, see `Retry-After`)",
     503: "A backend is unavailable (`unavailable`)",
-    504: "No answer in time; the work may still complete (`actor_timeout`, `details.command_id`)",
+    504: (
+        "No answer in time; the work may still complete (`actor_timeout`, `details.command_id`:"
+        " ask `GET /api/commands/{command_id}` what became of it)"
+    ),
 }
 
 ERROR_SCHEMA: Final = {
