@@ -230,6 +230,26 @@ async def test_many_callers_each_see_only_their_own_commands(
         assert cart_quantities(cart) == {tea.id: 1}
 
 
+async def test_another_process_answers_for_the_command(
+    paused: tuple[Client, Callable[[], Coroutine[Any, Any, None]]],
+    paused_settings: Settings,
+    aiohttp_client: Any,
+) -> None:
+    """The 504 came from one process; the caller's next request lands on another (a second
+    app on the same PostgreSQL and Redis), which knows the asker and the outcome as well."""
+    first, resume = paused
+    second: Client = await aiohttp_client(create_app(paused_settings))
+    buyer = await member_token(first, "13700000001")
+    tea = await make_product(stock=100)
+    command_id = await timed_out_add(first, buyer, tea.id, 4)
+    assert (await command(second, buyer, command_id))[1]["status"] == "pending"
+    await resume()
+    status, body = await command(second, buyer, command_id, wait="10")
+    assert (status, body["status"]) == (200, "applied")
+    _, cart = await call(second, "GET", "/api/cart", buyer)
+    assert cart_quantities(cart) == {tea.id: 4}
+
+
 @pytest.mark.parametrize(
     ("command_id", "params", "code"),
     [
