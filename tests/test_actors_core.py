@@ -23,7 +23,8 @@ from actors.base import (
     partition_of,
 )
 from actors.leases import Leases, lease_key
-from actors.outbox import OutboxRelay, events_key
+from actors.models import ActorOutbox
+from actors.outbox import MARKER_TTL, OutboxRelay, events_key
 from actors.runtime import (
     Entry,
     KindHost,
@@ -35,6 +36,7 @@ from actors.runtime import (
 )
 from actors.testing.counter import Counter
 from config.settings import Settings
+from deer.cache import key
 from deer.errors import Conflict
 from tests.actors_support import actor_rows, eventually, pending_entries
 from tests.actors_support import fast as fast
@@ -571,9 +573,16 @@ async def test_idle_actors_leave_memory_and_reload_their_state(
         await host.close()
 
 
+async def outbox_markers(fast: Settings, redis: Redis) -> list[bytes]:
+    return [found async for found in redis.scan_iter(match=key(fast, "outbox", "published", "*"))]
+
+
 async def test_outbox_publishes_each_event_once_across_a_relay_crash(
     fast: Settings, redis: Redis, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """A relay that dies after publishing a batch, before its rows are deleted, leaves rows
+    and markers: the next relay recognises every event and publishes none twice. Once the rows
+    are deleted no marker is left: Redis keeps nothing per event relayed."""
     host = await started(Runtime(fast, redis, [Counter()], relay=False))
     try:
         replies = [await host.ask("counter", "42", {"id": f"e{n}"}) for n in range(5)]
@@ -581,28 +590,39 @@ async def test_outbox_publishes_each_event_once_across_a_relay_crash(
     finally:
         await host.close()
     publish = OutboxRelay._publish
-    calls = 0
 
-    async def killed_on_third(self: OutboxRelay, row: dict[str, Any]) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 3:
-            raise RuntimeError("relay killed mid-batch")
-        await publish(self, row)
+    async def killed_after_publishing(self: OutboxRelay, *args: Any) -> int:
+        await publish(self, *args)
+        raise RuntimeError("relay killed before deleting its rows")
 
-    monkeypatch.setattr(OutboxRelay, "_publish", killed_on_third)
+    monkeypatch.setattr(OutboxRelay, "_publish", killed_after_publishing)
     with pytest.raises(RuntimeError):
         await OutboxRelay(fast, redis).relay_once()
-    assert await redis.xlen(events_key(fast)) == 2  # published, but their rows were kept
+    assert await redis.xlen(events_key(fast)) == 5  # published, but their rows were kept
+    assert await ActorOutbox.all().count() == 5
+    markers = await outbox_markers(fast, redis)
+    assert len(markers) == 5
+    assert 0 < await redis.ttl(markers[0]) <= MARKER_TTL  # left behind, they expire
     monkeypatch.undo()
 
     restarted = OutboxRelay(fast, redis)
     assert await restarted.relay_once() == 5
-    assert restarted.published == 3  # the first two were recognised, not sent again
+    assert restarted.published == 0  # every one recognised, none sent again
     assert await restarted.relay_once() == 0
+    assert await ActorOutbox.all().count() == 0
+    assert await outbox_markers(fast, redis) == []
+
+    host = await started(Runtime(fast, redis, [Counter()], relay=False))
+    try:
+        assert await host.ask("counter", "42", {"id": "e5"}) == 6
+    finally:
+        await host.close()
+    assert await restarted.relay_once() == 1
+    assert restarted.published == 1
+    assert await outbox_markers(fast, redis) == []
     events = await redis.xrange(events_key(fast))
     assert [orjson.loads(fields[b"event"]) for _, fields in events] == [
-        {"type": "counter.added", "key": "42", "count": count} for count in range(1, 6)
+        {"type": "counter.added", "key": "42", "count": count} for count in range(1, 7)
     ]
 
 
