@@ -23,7 +23,7 @@ from typing import Any, Final
 import orjson
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline, PubSub
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from actors import store
 from actors.base import (
@@ -173,33 +173,38 @@ return out
 """
 
 
-# After a batch of turns committed: store each outcome (with its TTL), send the outcomes to
-# the processes that asked (one message per process: a JSON array of its outcomes), acknowledge
-# the entries; one step, one reply to parse.
-# KEYS: the outcome key of each entry (N of them), then the stream of each partition.
-# ARGV: the TTL, the group, N, then per entry its outcome ('': none to store) and reply channel
-# ('': nobody waits), then per stream the number of its entries and their ids.
+# After a batch of turns committed: store each outcome, send the outcomes to the processes
+# that asked (one message per process: a JSON array of its outcomes), acknowledge the entries;
+# one step, one reply to parse. An outcome is kept the long TTL if nobody waits for it (a tell,
+# a reminder) or its asker gave up waiting (its "wanted" key, set on a timeout), else the short
+# one: the asker has it already, through its channel.
+# KEYS: the outcome key of each entry (N of them), its "wanted" key (N), then the stream of
+# each partition. ARGV: the long TTL, the group, N, the short TTL, then per entry its outcome
+# ('': none to store) and reply channel ('': nobody waits), then per stream the number of its
+# entries and their ids.
 FINISH: Final = """
 local n = tonumber(ARGV[3])
 local replies, channels = {}, {}
 for i = 1, n do
-  local outcome, channel = ARGV[2 + 2 * i], ARGV[3 + 2 * i]
+  local outcome, channel = ARGV[3 + 2 * i], ARGV[4 + 2 * i]
   if outcome ~= '' then
-    redis.call('SET', KEYS[i], outcome, 'EX', ARGV[1])
+    local ttl = ARGV[1]
     if channel ~= '' then
+      if redis.call('EXISTS', KEYS[n + i]) == 0 then ttl = ARGV[4] end
       if replies[channel] == nil then
         replies[channel] = {}
         channels[#channels + 1] = channel
       end
       table.insert(replies[channel], outcome)
     end
+    redis.call('SET', KEYS[i], outcome, 'EX', ttl)
   end
 end
 for _, channel in ipairs(channels) do
   redis.call('PUBLISH', channel, '[' .. table.concat(replies[channel], ',') .. ']')
 end
-local at = 4 + 2 * n
-for k = n + 1, #KEYS do
+local at = 5 + 2 * n
+for k = 2 * n + 1, #KEYS do
   local count = tonumber(ARGV[at])
   redis.call('XACK', KEYS[k], ARGV[2], unpack(ARGV, at + 1, at + count))
   at = at + count + 1
@@ -233,6 +238,17 @@ def reply_channel(settings: Settings, process_id: str) -> str:
 
 def outcome_key(settings: Settings, command_id: str) -> str:
     return key(settings, "actors", "outcome", command_id)
+
+
+def wanted_key(settings: Settings, command_id: str) -> str:
+    """Set when an ask timed out: its outcome is kept the long TTL (`Runtime.ask`)."""
+    return key(settings, "actors", "wanted", command_id)
+
+
+def answered_outcome_ttl(settings: Settings) -> int:
+    """Seconds the outcome of an ask that was answered in time is kept: long enough for an
+    asker whose reply was lost (its subscription reconnecting) to time out and ask it kept."""
+    return min(settings.actor_outcome_ttl, int(2 * settings.actor_ask_timeout) + 60)
 
 
 def dead_letter_key(settings: Settings, kind: str) -> str:
@@ -475,6 +491,8 @@ class KindHost:
         # Named once: every read names each partition read, every batch each one acknowledged.
         self._streams = [stream_key(self.settings, self.kind, p) for p in range(self.partitions)]
         self._outcomes = outcome_key(self.settings, "")  # + a command id: its outcome's key
+        self._wanted = wanted_key(self.settings, "")  # + a command id: asked to keep it
+        self._answered_ttl = answered_outcome_ttl(self.settings)
         self._channels = reply_channel(self.settings, "")  # + a process id: its reply channel
 
     def _stream(self, partition: int) -> str:
@@ -1054,12 +1072,13 @@ class KindHost:
 
     def _finish_arguments(self, done: Sequence[Done]) -> tuple[list[str], list[Any]]:
         """`FINISH`'s keys and arguments for the entries of `done`."""
-        keys: list[str] = []
+        keys = [self._outcomes + item.entry.command_id for item in done]
+        keys += [self._wanted + item.entry.command_id for item in done]
         args: list[Any] = [self.settings.actor_outcome_ttl, self.group, len(done)]
+        args.append(self._answered_ttl)
         acks: dict[int, list[str]] = {}
         for item in done:
             entry = item.entry
-            keys.append(self._outcomes + entry.command_id)
             if item.result is None:
                 args += ["", ""]
             else:
@@ -1316,6 +1335,7 @@ class Runtime:
                 future, self.settings.actor_ask_timeout if timeout is None else timeout
             )
         except TimeoutError:
+            await self._keep_outcome(command_id)
             raise AskTimeout(command_id) from None
         finally:
             self.replies.waiting.pop(command_id, None)
@@ -1323,6 +1343,19 @@ class Runtime:
             raise CommandFailed(command_id, result.error or "")
         raise_rejection(result.reply)
         return result.reply
+
+    async def _keep_outcome(self, command_id: str) -> None:
+        """After an ask timed out: keep its outcome the long TTL, whether it is stored already
+        (its reply lost) or not yet (then `FINISH` finds the wanted key). One MULTI, so no
+        `FINISH` falls between the two. Never raises: the timeout is the caller's news."""
+        ttl = self.settings.actor_outcome_ttl
+        try:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.set(wanted_key(self.settings, command_id), 1, ex=ttl)
+                pipe.expire(outcome_key(self.settings, command_id), ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            log.warning("command %s: its outcome may not be kept: %s", command_id, exc)
 
     async def cancel_reminder(self, kind: str, key_: str, reminder_id: str) -> bool:
         """Cancel a reminder of actor `(kind, key_)` by its id; False if none was waiting
@@ -1336,7 +1369,11 @@ class Runtime:
         return bool(removed)
 
     async def outcome(self, command_id: str) -> CommandResult | None:
-        """The stored outcome of a command, or None if it was not handled (yet)."""
+        """The stored outcome of a command, or None if it was not handled (yet).
+
+        Outcomes of tells, reminders and asks that timed out are kept `DEER_ACTOR_OUTCOME_TTL`;
+        an ask answered in time had its outcome already, which is kept only a little longer
+        than asks wait (`answered_outcome_ttl`)."""
         raw = await self.redis.get(outcome_key(self.settings, command_id))
         return None if raw is None else decode_result(raw)
 
