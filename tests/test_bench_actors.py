@@ -32,25 +32,15 @@ ROW = re.compile(
 def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
     server_url, redis_url = servers
     database = f"deer_bench_test_{uuid.uuid4().hex[:8]}"
-    environment = {name: value for name, value in os.environ.items() if "DEER_" not in name}
     # Keys an earlier bench left (one stopped midway, on a developer's machine) are not this
     # run's: only what this run leaves counts.
     _, before = asyncio.run(leftovers(server_url, redis_url, database))
-    done = subprocess.run(
-        [
-            *(sys.executable, "-m", "bench.actors", "--postgres", server_url),
-            *("--redis-url", redis_url, "--database", database, "--processes", "1"),
-            *("--duration", "1", "--warmup", "0.5", "--paced", "50", "--memory-keys", "2000"),
-            *("--concurrency", "1,8"),  # 8 askers are faster than one: the peak
-        ],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=240,
-        check=False,
+    done = run_bench(
+        "bench.actors",
+        *("--postgres", server_url, "--redis-url", redis_url, "--database", database),
+        *("--processes", "1", "--duration", "1", "--warmup", "0.5", "--paced", "50"),
+        *("--memory-keys", "2000", "--concurrency", "1,8"),  # 8 askers beat one: the peak
     )
-    assert done.returncode == 0, done.stderr[-3000:]
     rows = [match.groupdict() for line in done.stdout.splitlines() if (match := ROW.match(line))]
     assert [(row["target"], row["load"]) for row in rows] == [
         ("Redis ceiling", "1 asker"),
@@ -98,7 +88,25 @@ def test_the_actor_bench_reports_every_load(servers: tuple[str, str]) -> None:
     assert (found, sorted(set(after) - set(before))) == (0, [])
 
 
-async def leftovers(server_url: str, redis_url: str, database: str) -> tuple[int, list[bytes]]:
+def run_bench(module: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """Run a bench as a module, in the repository, without this test's `DEER_` settings; it
+    must succeed."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, *arguments],
+        cwd=ROOT,
+        env={name: value for name, value in os.environ.items() if "DEER_" not in name},
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done
+
+
+async def leftovers(
+    server_url: str, redis_url: str, database: str, keys: str = "bench-actors-*"
+) -> tuple[int, list[bytes]]:
     """The bench's database if it is still there (0 or 1), and its Redis keys left."""
     connection = await asyncpg.connect(asyncpg_url(server_url))
     try:
@@ -109,6 +117,6 @@ async def leftovers(server_url: str, redis_url: str, database: str) -> tuple[int
         await connection.close()
     redis = Redis.from_url(redis_url)
     try:
-        return found, [name async for name in redis.scan_iter(match="bench-actors-*")]
+        return found, [name async for name in redis.scan_iter(match=keys)]
     finally:
         await redis.aclose()
